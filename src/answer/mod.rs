@@ -1,0 +1,395 @@
+//! The answer engine: turns (snapshot, query bytes) into response bytes.
+//! Routes a question to the longest matching zone (REFUSED outside them),
+//! applies the name grammar (`lookup`), and writes the response (`wire`).
+//! Reads snapshots only; never sees Kubernetes types; does no I/O.
+
+pub mod lookup;
+pub mod wire;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hashbrown::HashMap;
+use hickory_proto::rr::RData;
+use hickory_proto::rr::rdata::{NS, SOA, TXT};
+
+use crate::config::{AllowList, Settings};
+use crate::dnsname::WireName;
+use crate::index::{ClusterHandle, Node, Rrset, push_rr_tail};
+use lookup::{Family, Found, Member};
+use wire::{Chunk, Query, Reject, ResponseWriter, qtype, rcode};
+
+/// How the query arrived: decides the response size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// What happened to a query, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub rcode: u8,
+    pub qtype: u16,
+    /// Index into `Engine::zone_names()`, if the name was in a zone.
+    pub zone: Option<u16>,
+    pub truncated: bool,
+}
+
+#[derive(Debug)]
+enum ZoneKind {
+    Cluster(Vec<Member>),
+    Reverse(Family),
+}
+
+#[derive(Debug)]
+struct Zone {
+    apex: WireName,
+    kind: ZoneKind,
+    /// SOA record from TYPE on (owner written per response).
+    soa_tail: Vec<u8>,
+    ns_tail: Vec<u8>,
+}
+
+/// The DNS answer engine. Cheap to share: listeners hold an `Arc<Engine>`.
+#[derive(Debug)]
+pub struct Engine {
+    zones: Vec<Zone>,
+    by_apex: HashMap<Box<[u8]>, usize>,
+    clusters: Vec<Arc<ClusterHandle>>,
+    allow: AllowList,
+    dns_version_tail: Vec<u8>,
+}
+
+impl Engine {
+    /// Builds the zone table from the config and the clusters' handles
+    /// (`clusters[i]` belongs to `settings.clusters[i]`).
+    pub fn new(settings: &Settings, clusters: &[Arc<ClusterHandle>]) -> Self {
+        let ttl = settings.dns.ttl;
+        let serial = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() as u32);
+        let mut zones: Vec<Zone> = Vec::new();
+        let mut by_apex: HashMap<Box<[u8]>, usize> = HashMap::new();
+        for (cfg, handle) in settings.clusters.iter().zip(clusters) {
+            let member = Member {
+                namespaces: cfg.namespaces.iter().map(|n| n.as_bytes().into()).collect(),
+                cluster: Arc::clone(handle),
+            };
+            match by_apex.get(cfg.zone.as_bytes()) {
+                Some(&i) => {
+                    if let ZoneKind::Cluster(members) = &mut zones[i].kind {
+                        members.push(member);
+                    }
+                }
+                None => {
+                    by_apex.insert(cfg.zone.as_bytes().into(), zones.len());
+                    zones.push(Zone::new(
+                        cfg.zone.clone(),
+                        ZoneKind::Cluster(vec![member]),
+                        ttl,
+                        serial,
+                    ));
+                }
+            }
+        }
+        for (apex, family) in [("in-addr.arpa", Family::V4), ("ip6.arpa", Family::V6)] {
+            if let Ok(apex) = WireName::parse(apex)
+                && !by_apex.contains_key(apex.as_bytes())
+            {
+                by_apex.insert(apex.as_bytes().into(), zones.len());
+                zones.push(Zone::new(apex, ZoneKind::Reverse(family), ttl, serial));
+            }
+        }
+        let mut dns_version_tail = Vec::new();
+        push_rr_tail(
+            &mut dns_version_tail,
+            &RData::TXT(TXT::new(vec!["1.1.0".to_owned()])),
+            ttl,
+        );
+        Self {
+            zones,
+            by_apex,
+            clusters: clusters.to_vec(),
+            allow: settings.allow.clone(),
+            dns_version_tail,
+        }
+    }
+
+    /// Zone names in metric-label order.
+    pub fn zone_names(&self) -> Vec<String> {
+        self.zones.iter().map(|z| z.apex.to_string()).collect()
+    }
+
+    /// Answers one DNS message. Returns `None` when the packet deserves no
+    /// reply (not a query, or too short to carry an ID); otherwise `out`
+    /// holds the response.
+    pub fn respond(
+        &self,
+        packet: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        let q = match wire::parse(packet) {
+            Ok(q) => q,
+            Err(Reject::Drop) => return None,
+            Err(Reject::Reply { id, flags, rcode }) => {
+                wire::write_header_only(out, id, flags, rcode);
+                return Some(Outcome {
+                    rcode,
+                    qtype: 0,
+                    zone: None,
+                    truncated: false,
+                });
+            }
+        };
+        let limit = match transport {
+            Transport::Udp => q.udp_limit(),
+            Transport::Tcp => usize::from(u16::MAX),
+        };
+        let refuse = |out: &mut Vec<u8>, rcode: u8| {
+            ResponseWriter::new(out, &q).finish(&q, rcode, false, false);
+            Some(Outcome {
+                rcode,
+                qtype: q.qtype,
+                zone: None,
+                truncated: false,
+            })
+        };
+        if q.edns.is_some_and(|e| e.version != 0) {
+            return refuse(out, rcode::BADVERS);
+        }
+        if !self.allow.allows(client) {
+            return refuse(out, rcode::REFUSED);
+        }
+        if !matches!(q.qclass, wire::CLASS_IN | wire::CLASS_ANY)
+            || matches!(q.qtype, qtype::AXFR | qtype::IXFR)
+        {
+            return refuse(out, rcode::REFUSED);
+        }
+        let Some((zi, at)) = self.find_zone(&q) else {
+            return refuse(out, rcode::REFUSED);
+        };
+        let zone = &self.zones[zi];
+        let emit = |found: Found<'_>| self.emit(&q, zone, at, found, limit, out);
+        let (rcode, truncated) = match &zone.kind {
+            ZoneKind::Cluster(members) => lookup::cluster_zone(members, &q.name, at, emit),
+            ZoneKind::Reverse(family) => {
+                lookup::reverse_zone(&self.clusters, *family, &q.name, at, emit)
+            }
+        };
+        Some(Outcome {
+            rcode,
+            qtype: q.qtype,
+            zone: Some(zi as u16),
+            truncated,
+        })
+    }
+
+    /// The longest zone that is a suffix of the name, and the index of the
+    /// first label of the zone (= number of labels relative to it).
+    fn find_zone(&self, q: &Query<'_>) -> Option<(usize, usize)> {
+        (0..q.name.label_count()).find_map(|i| self.by_apex.get(q.name.suffix(i)).map(|&z| (z, i)))
+    }
+
+    /// Writes the response for `found`; returns (rcode, truncated).
+    fn emit(
+        &self,
+        q: &Query<'_>,
+        zone: &Zone,
+        zone_at: usize,
+        found: Found<'_>,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> (u8, bool) {
+        let mut w = ResponseWriter::new(out, q);
+        let want = q.qtype;
+        let any = want == qtype::ANY;
+        let mut sets: [Option<&Rrset>; 4] = [None; 4];
+        match found {
+            Found::Servfail => {
+                w.finish(q, rcode::SERVFAIL, false, false);
+                return (rcode::SERVFAIL, false);
+            }
+            Found::Nxdomain => return negative(w, q, zone, zone_at, rcode::NXDOMAIN),
+            Found::Nodata => return negative(w, q, zone, zone_at, rcode::NOERROR),
+            Found::Apex => {
+                let mut n = 0;
+                for (t, tail) in [(qtype::SOA, &zone.soa_tail), (qtype::NS, &zone.ns_tail)] {
+                    if any || want == t {
+                        w.buf().extend_from_slice(&crate::index::QNAME_POINTER);
+                        w.buf().extend_from_slice(tail);
+                        n += 1;
+                    }
+                }
+                if n == 0 {
+                    return negative(w, q, zone, zone_at, rcode::NOERROR);
+                }
+                w.count(0, n);
+            }
+            Found::DnsVersion => {
+                if !(any || want == qtype::TXT) {
+                    return negative(w, q, zone, zone_at, rcode::NOERROR);
+                }
+                w.buf().extend_from_slice(&crate::index::QNAME_POINTER);
+                w.buf().extend_from_slice(&self.dns_version_tail);
+                w.count(0, 1);
+            }
+            Found::Address(ip) => {
+                let (t, bytes): (u16, Vec<u8>) = match ip {
+                    IpAddr::V4(v4) => (qtype::A, v4.octets().to_vec()),
+                    IpAddr::V6(v6) => (qtype::AAAA, v6.octets().to_vec()),
+                };
+                if !(any || want == t) {
+                    return negative(w, q, zone, zone_at, rcode::NOERROR);
+                }
+                write_rr(w.buf(), t, zone_ttl(zone), &bytes);
+                w.count(0, 1);
+            }
+            Found::Ptr(names) => {
+                if !(any || want == qtype::PTR) {
+                    return negative(w, q, zone, zone_at, rcode::NOERROR);
+                }
+                let ttl = zone_ttl(zone);
+                let mut n = 0;
+                for name in names {
+                    if w.len() + name.as_bytes().len() + 13 + wire::opt_len(q) > limit {
+                        return truncated(w, q);
+                    }
+                    write_rr(w.buf(), qtype::PTR, ttl, &name.to_wire_fqdn());
+                    n += 1;
+                }
+                w.count(0, n);
+            }
+            Found::Node(node) => {
+                select(node, want, &mut sets);
+                if sets[0].is_none() {
+                    return negative(w, q, zone, zone_at, rcode::NOERROR);
+                }
+                let sets = sets.iter().flatten();
+                let answer_len: usize = sets.clone().map(|s| s.answer().len()).sum();
+                if w.len() + answer_len + wire::opt_len(q) > limit {
+                    return truncated(w, q);
+                }
+                for s in sets.clone() {
+                    w.push(
+                        0,
+                        Chunk {
+                            count: s.count,
+                            bytes: s.answer(),
+                        },
+                    );
+                }
+                // RFC 2181 §9: additional data that does not fit is left out
+                // without setting TC.
+                let extra_len: usize = sets.clone().map(|s| s.extra().len()).sum();
+                if w.len() + extra_len + wire::opt_len(q) <= limit {
+                    for s in sets {
+                        w.push(
+                            2,
+                            Chunk {
+                                count: s.extra_count,
+                                bytes: s.extra(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        w.finish(q, rcode::NOERROR, true, false);
+        (rcode::NOERROR, false)
+    }
+}
+
+/// Which RRsets at a node answer `want` (RFC 1034 §3.6.2: a CNAME answers
+/// every type).
+fn select<'n>(node: &'n Node, want: u16, out: &mut [Option<&'n Rrset>; 4]) {
+    if let Some(cname) = node.get(qtype::CNAME) {
+        out[0] = Some(cname);
+        return;
+    }
+    if want == qtype::ANY {
+        for (slot, set) in out.iter_mut().zip(node.all()) {
+            *slot = Some(set);
+        }
+    } else {
+        out[0] = node.get(want);
+    }
+}
+
+fn truncated(mut w: ResponseWriter<'_>, q: &Query<'_>) -> (u8, bool) {
+    w.clear_sections(q.question.len());
+    w.finish(q, rcode::NOERROR, true, true);
+    (rcode::NOERROR, true)
+}
+
+/// NXDOMAIN or NODATA, with the zone's SOA in the authority section
+/// (RFC 2308 §2); its owner is a pointer to the zone's labels in the question.
+fn negative(
+    mut w: ResponseWriter<'_>,
+    q: &Query<'_>,
+    zone: &Zone,
+    zone_at: usize,
+    rcode: u8,
+) -> (u8, bool) {
+    let ptr = 0xC000 | (wire::HEADER_LEN + q.name.offset(zone_at)) as u16;
+    w.buf().extend_from_slice(&ptr.to_be_bytes());
+    w.buf().extend_from_slice(&zone.soa_tail);
+    w.count(1, 1);
+    w.finish(q, rcode, true, false);
+    (rcode, false)
+}
+
+fn write_rr(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {
+    out.extend_from_slice(&crate::index::QNAME_POINTER);
+    out.extend_from_slice(&rtype.to_be_bytes());
+    out.extend_from_slice(&wire::CLASS_IN.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(rdata);
+}
+
+/// The zone's TTL, read back from its SOA MINIMUM (the last 4 bytes).
+fn zone_ttl(zone: &Zone) -> u32 {
+    let t = &zone.soa_tail;
+    t.len().checked_sub(4).map_or(0, |at| {
+        u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]])
+    })
+}
+
+impl Zone {
+    fn new(apex: WireName, kind: ZoneKind, ttl: u32, serial: u32) -> Self {
+        let mname = WireName::parse("ns.dns")
+            .and_then(|n| n.join(&apex))
+            .unwrap_or_else(|_| apex.clone());
+        let rname = WireName::parse("hostmaster")
+            .and_then(|n| n.join(&apex))
+            .unwrap_or_else(|_| apex.clone());
+        // RFC 2308 §5: negative answers are cached for min(SOA TTL, MINIMUM);
+        // both are the configured TTL so NXDOMAINs expire like answers do.
+        let soa = SOA::new(
+            mname.to_hickory(),
+            rname.to_hickory(),
+            serial,
+            7200,
+            1800,
+            86400,
+            ttl,
+        );
+        let mut soa_tail = Vec::new();
+        push_rr_tail(&mut soa_tail, &RData::SOA(soa), ttl);
+        let mut ns_tail = Vec::new();
+        push_rr_tail(&mut ns_tail, &RData::NS(NS(mname.to_hickory())), ttl);
+        Self {
+            apex,
+            kind,
+            soa_tail,
+            ns_tail,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

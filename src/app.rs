@@ -1,0 +1,158 @@
+//! Wires the stages in data-flow order: config → watch → index → answer →
+//! listeners, with admin beside them. `start` returns once everything is
+//! bound, so tests can run a whole server in-process on `127.0.0.1:0`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::task::JoinHandle;
+
+use crate::answer::Engine;
+use crate::config::Settings;
+use crate::index::{ClusterHandle, ClusterSpec};
+use crate::listen::{self, UdpWorkers};
+use crate::metrics::Metrics;
+use crate::watch::{self, ClusterTasks};
+
+/// A running crossdns. Dropping it stops everything.
+#[derive(Debug)]
+pub struct Running {
+    /// Bound DNS addresses (UDP and TCP share each).
+    pub dns: Vec<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub clusters: Vec<Arc<ClusterHandle>>,
+    pub engine: Arc<Engine>,
+    pub metrics: Metrics,
+    _watch: Vec<ClusterTasks>,
+    _udp: Vec<UdpWorkers>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// UDP answering threads per listen address: one per core we may run on.
+fn udp_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 16)
+}
+
+async fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    // watch → index: one handle (publication point) and task set per cluster.
+    let clusters: Vec<Arc<ClusterHandle>> = settings
+        .clusters
+        .iter()
+        .map(|c| {
+            Arc::new(ClusterHandle::new(ClusterSpec::from_settings(
+                c,
+                settings.dns.ttl,
+            )))
+        })
+        .collect();
+    let watch = settings
+        .clusters
+        .iter()
+        .zip(&clusters)
+        .map(|(c, h)| watch::spawn_cluster(c, Arc::clone(h)))
+        .collect();
+
+    // answer, then the listeners that feed it.
+    let engine = Arc::new(Engine::new(&settings, &clusters));
+    let metrics = Metrics::new(engine.zone_names(), clusters.clone());
+    let mut dns = Vec::new();
+    let mut udp = Vec::new();
+    let mut tasks = Vec::new();
+    for addr in &settings.dns.listen {
+        let (bound, workers) =
+            listen::spawn_udp(*addr, udp_threads(), Arc::clone(&engine), &metrics)
+                .with_context(|| format!("cannot listen on udp {addr}"))?;
+        let tcp = bind_tcp(bound)
+            .await
+            .with_context(|| format!("cannot listen on tcp {bound}"))?;
+        tasks.push(tokio::spawn(listen::serve_tcp(
+            tcp,
+            Arc::clone(&engine),
+            metrics.clone(),
+        )));
+        tracing::info!(%bound, "serving DNS on udp and tcp");
+        dns.push(bound);
+        udp.push(workers);
+    }
+
+    let admin = match settings.admin {
+        None => None,
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on admin {addr}"))?;
+            let bound = listener.local_addr()?;
+            tasks.push(tokio::spawn(crate::admin::serve(
+                listener,
+                clusters.clone(),
+                metrics.clone(),
+            )));
+            tracing::info!(%bound, "serving /healthz /readyz /metrics");
+            Some(bound)
+        }
+    };
+    Ok(Running {
+        dns,
+        admin,
+        clusters,
+        engine,
+        metrics,
+        _watch: watch,
+        _udp: udp,
+        tasks,
+    })
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let running = start(settings).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    drop(running);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,159 @@
+//! The YAML schema of design.md §2, parsed strictly (`deny_unknown_fields`).
+//! Only shapes live here; every rule about values is in `validate`.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub dns: RawDns,
+    pub allow: Option<Vec<String>>,
+    pub admin: Option<RawAdmin>,
+    pub clusters: Vec<RawCluster>,
+    pub clusterset: Option<RawClusterset>,
+    #[serde(default)]
+    pub forward: Vec<RawForward>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    #[serde(default)]
+    pub tls_listen: Vec<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl Default for RawDns {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            ttl: default_ttl(),
+            tls_listen: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+        }
+    }
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["0.0.0.0:53".to_owned()]
+}
+
+fn default_ttl() -> u32 {
+    5
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: String,
+    pub zone: String,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    pub manifests: Option<PathBuf>,
+    #[serde(default)]
+    pub service_address: ServiceAddress,
+    #[serde(default)]
+    pub pods: PodsMode,
+    #[serde(default)]
+    pub endpoint_pod_names: bool,
+}
+
+/// Which addresses answer `<svc>.<ns>.svc.<zone>` for a Service with a VIP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceAddress {
+    /// The ClusterIP(s): reachable only inside that cluster.
+    #[default]
+    ClusterIp,
+    /// The ready endpoint IPs (needs routable pod networks).
+    Endpoints,
+    /// `status.loadBalancer.ingress` IPs, or a CNAME to an ingress hostname.
+    LoadBalancer,
+}
+
+/// Kubernetes DNS spec pod records (`<a-b-c-d>.<ns>.pod.<zone>`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PodsMode {
+    #[default]
+    Disabled,
+    /// Answer any well-formed dashed IP without checking (CoreDNS `pods insecure`).
+    Insecure,
+    /// Answer only when a pod with that IP exists in that namespace (watches Pods).
+    Verified,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClusterset {
+    pub zone: String,
+    pub local: Option<String>,
+    #[serde(default)]
+    pub policy: ClustersetPolicy,
+    pub stale_after: Option<String>,
+    #[serde(default)]
+    pub all_down: AllDown,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClustersetPolicy {
+    #[default]
+    LocalFirst,
+    Failover,
+    RoundRobin,
+    Weighted,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllDown {
+    #[default]
+    Servfail,
+    Nxdomain,
+    LastHealthy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForward {
+    pub zone: String,
+    pub upstreams: Vec<String>,
+    #[serde(default)]
+    pub policy: ForwardPolicy,
+    #[serde(default = "default_max_fails")]
+    pub max_fails: u32,
+    pub stale_for: Option<String>,
+}
+
+fn default_max_fails() -> u32 {
+    2
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardPolicy {
+    #[default]
+    Sequential,
+    RoundRobin,
+    Random,
+}

@@ -1,0 +1,240 @@
+//! Lower-case wire-format names: the one representation the index keys on and
+//! the answer engine compares against. Owns label validation; knows nothing of
+//! Kubernetes or sockets.
+//!
+//! A "wire name" here is the RFC 1035 §3.1 label sequence (length byte, then
+//! bytes) *without* the terminating root label, lower-cased, so a zone suffix
+//! of a name is a plain byte suffix of it.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// RFC 1035 §2.3.4: a name is at most 255 octets on the wire.
+pub const MAX_NAME_WIRE: usize = 255;
+/// RFC 1035 §2.3.4: a label is at most 63 octets.
+pub const MAX_LABEL: usize = 63;
+
+/// Why a dotted name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("is empty")]
+    Empty,
+    #[error("has an empty label")]
+    EmptyLabel,
+    #[error("has a label longer than 63 characters")]
+    LabelTooLong,
+    #[error("is longer than 253 characters")]
+    TooLong,
+    #[error("has the character {0:?}, which is not allowed in a DNS name")]
+    BadChar(char),
+}
+
+/// An owned, lower-cased wire name (no root label).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WireName(Box<[u8]>);
+
+impl WireName {
+    /// Parses a dotted name (`cluster.region1`, trailing dot allowed). Labels
+    /// may hold letters, digits, `-` and `_` (SRV labels); everything is
+    /// lower-cased (RFC 4343: names compare case-insensitively).
+    pub fn parse(dotted: &str) -> Result<Self, NameError> {
+        let dotted = dotted.strip_suffix('.').unwrap_or(dotted);
+        if dotted.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if dotted.len() > 253 {
+            return Err(NameError::TooLong);
+        }
+        let mut out = Vec::with_capacity(dotted.len() + 1);
+        for label in dotted.split('.') {
+            push_label(&mut out, label)?;
+        }
+        Ok(Self(out.into_boxed_slice()))
+    }
+
+    /// Builds a name from labels that are already valid (e.g. Kubernetes
+    /// object names, which the apiserver restricts to RFC 1123 labels).
+    /// Invalid labels are refused rather than trusted.
+    pub fn from_labels<'a>(labels: impl IntoIterator<Item = &'a str>) -> Result<Self, NameError> {
+        let mut out = Vec::new();
+        for label in labels {
+            push_label(&mut out, label)?;
+        }
+        if out.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if out.len() + 1 > MAX_NAME_WIRE {
+            return Err(NameError::TooLong);
+        }
+        Ok(Self(out.into_boxed_slice()))
+    }
+
+    /// `self` followed by `suffix` (`host` + `svc.ns.svc.zone`).
+    pub fn join(&self, suffix: &WireName) -> Result<Self, NameError> {
+        if self.0.len() + suffix.0.len() + 1 > MAX_NAME_WIRE {
+            return Err(NameError::TooLong);
+        }
+        let mut out = Vec::with_capacity(self.0.len() + suffix.0.len());
+        out.extend_from_slice(&self.0);
+        out.extend_from_slice(&suffix.0);
+        Ok(Self(out.into_boxed_slice()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The name as it goes into a message: labels plus the root label.
+    pub fn to_wire_fqdn(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.0.len() + 1);
+        v.extend_from_slice(&self.0);
+        v.push(0);
+        v
+    }
+
+    /// The name as a hickory `Name` (for building records with hickory-proto).
+    pub fn to_hickory(&self) -> hickory_proto::rr::Name {
+        let labels = Labels::new(&self.0).collect::<Vec<_>>();
+        // Every label was validated on construction, so this cannot fail;
+        // fall back to the root name rather than panic on the query path.
+        let mut name = hickory_proto::rr::Name::from_labels(labels).unwrap_or_default();
+        name.set_fqdn(true);
+        name
+    }
+}
+
+impl fmt::Display for WireName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, label) in Labels::new(&self.0).enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            f.write_str(&String::from_utf8_lossy(label))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for WireName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WireName({self})")
+    }
+}
+
+fn push_label(out: &mut Vec<u8>, label: &str) -> Result<(), NameError> {
+    if label.is_empty() {
+        return Err(NameError::EmptyLabel);
+    }
+    if label.len() > MAX_LABEL {
+        return Err(NameError::LabelTooLong);
+    }
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(NameError::BadChar(c));
+    }
+    out.push(label.len() as u8);
+    out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+    Ok(())
+}
+
+/// Iterates the labels of a wire name (no root label), without allocating.
+#[derive(Debug, Clone)]
+pub struct Labels<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Labels<'a> {
+    pub fn new(wire: &'a [u8]) -> Self {
+        Self { rest: wire }
+    }
+}
+
+impl<'a> Iterator for Labels<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let (&len, tail) = self.rest.split_first()?;
+        let len = usize::from(len);
+        if tail.len() < len {
+            self.rest = &[];
+            return None;
+        }
+        let (label, rest) = tail.split_at(len);
+        self.rest = rest;
+        Some(label)
+    }
+}
+
+/// True when `label` is a valid RFC 1123 label, the form Kubernetes requires
+/// of namespace names and cluster names in crossdns's config.
+pub fn is_rfc1123_label(label: &str) -> bool {
+    let b = label.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_LABEL
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// The label Kubernetes DNS uses for an IP address without a hostname:
+/// dots (IPv4) or colons (IPv6) replaced by dashes, as CoreDNS does.
+pub fn dashed_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
+    }
+}
+
+/// Parses a dashed-IP label (`10-0-0-1`, `fd00--1`) back into an address.
+pub fn parse_dashed_ip(label: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(label).ok()?;
+    if let Ok(v4) = s.replace('-', ".").parse::<std::net::Ipv4Addr>() {
+        return Some(IpAddr::V4(v4));
+    }
+    s.replace('-', ":")
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_lowercases_and_strips_the_root_dot() {
+        let n = WireName::parse("Cluster.Region1.").expect("valid");
+        assert_eq!(n.as_bytes(), b"\x07cluster\x07region1");
+        assert_eq!(n.to_string(), "cluster.region1");
+    }
+
+    #[test]
+    fn parse_refuses_bad_names_with_a_reason() {
+        assert_eq!(WireName::parse(""), Err(NameError::Empty));
+        assert_eq!(WireName::parse("a..b"), Err(NameError::EmptyLabel));
+        assert_eq!(WireName::parse("a b"), Err(NameError::BadChar(' ')));
+        assert_eq!(
+            WireName::parse(&"a".repeat(64)),
+            Err(NameError::LabelTooLong)
+        );
+    }
+
+    #[test]
+    fn dashed_ip_round_trips_for_both_families() {
+        for ip in ["10.1.2.3", "fd00::1", "2001:db8::a:1"] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert_eq!(parse_dashed_ip(dashed_ip(ip).as_bytes()), Some(ip));
+        }
+        assert_eq!(parse_dashed_ip(b"web-0"), None);
+    }
+
+    #[test]
+    fn rfc1123_labels_are_lowercase_ldh() {
+        assert!(is_rfc1123_label("region-1"));
+        assert!(!is_rfc1123_label("Region1"));
+        assert!(!is_rfc1123_label("-a"));
+        assert!(!is_rfc1123_label(""));
+    }
+}

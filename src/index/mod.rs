@@ -1,0 +1,341 @@
+//! The index: plain data, no I/O. Kubernetes objects arrive here already cut
+//! down to the minimal structs below (converted by `watch`); one writer per
+//! cluster (`ClusterStore`) folds changes in and publishes immutable
+//! `Snapshot`s through an `ArcSwap`, so readers never wait on writers.
+
+mod build;
+mod rrset;
+mod sharded;
+mod snapshot;
+mod store;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+
+pub use rrset::{Node, QNAME_POINTER, Rrset, RrsetBuilder, push_rr_tail};
+pub use sharded::ShardedMap;
+pub use snapshot::{ServiceRecords, Snapshot};
+pub use store::ClusterStore;
+
+use crate::config::{ClusterSettings, PodsMode, ServiceAddress};
+use crate::dnsname::WireName;
+
+/// `namespace/name` of a namespaced object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// The SRV label without its underscore (RFC 2782 `_proto`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    /// Empty for unnamed ports, which get no SRV records.
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// Has a virtual IP per family (`spec.clusterIPs`); may be empty while
+    /// the apiserver has not allocated one.
+    ClusterIp(Vec<IpAddr>),
+    /// `clusterIP: None`: answered from endpoints.
+    Headless,
+    /// `type: ExternalName`: a CNAME to this name.
+    ExternalName(WireName),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LbIngress {
+    Ip(IpAddr),
+    Hostname(WireName),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub key: ObjKey,
+    pub kind: ServiceKind,
+    pub ports: Vec<Port>,
+    pub publish_not_ready: bool,
+    pub lb_ingress: Vec<LbIngress>,
+    /// Only the `crossdns.io/` annotations; everything else is dropped.
+    pub annotations: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addresses: Vec<IpAddr>,
+    pub hostname: Option<String>,
+    /// `conditions.ready`; nil counts as ready (EndpointSlice API).
+    pub ready: bool,
+    /// `targetRef.name` when `targetRef.kind` is Pod.
+    pub pod_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSlice {
+    pub key: ObjKey,
+    /// The `kubernetes.io/service-name` label.
+    pub service: String,
+    pub ports: Vec<Port>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl EndpointSlice {
+    pub fn service_key(&self) -> ObjKey {
+        ObjKey::new(self.key.namespace.clone(), self.service.clone())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub key: ObjKey,
+    pub ips: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatefulSet {
+    pub key: ObjKey,
+    pub service_name: String,
+    pub replicas: u32,
+}
+
+/// The kinds of object the index holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Service,
+    EndpointSlice,
+    Pod,
+    Namespace,
+    StatefulSet,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Pod,
+        Kind::Namespace,
+        Kind::StatefulSet,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "service",
+            Kind::EndpointSlice => "endpointslice",
+            Kind::Pod => "pod",
+            Kind::Namespace => "namespace",
+            Kind::StatefulSet => "statefulset",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Pod(Pod),
+    Namespace(String),
+    StatefulSet(StatefulSet),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Pod(_) => Kind::Pod,
+            Object::Namespace(_) => Kind::Namespace,
+            Object::StatefulSet(_) => Kind::StatefulSet,
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        match self {
+            Object::Service(s) => &s.key.namespace,
+            Object::EndpointSlice(s) => &s.key.namespace,
+            Object::Pod(p) => &p.key.namespace,
+            Object::Namespace(n) => n,
+            Object::StatefulSet(s) => &s.key.namespace,
+        }
+    }
+}
+
+/// One change from a source, in the order the source saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Apply(Object),
+    Delete(Kind, ObjKey),
+    /// The complete current set of one kind (a relist, or a re-read folder),
+    /// in one namespace or (`None`) all of them: everything of that kind and
+    /// scope not in the list is gone.
+    Reset(Kind, Option<String>, Vec<Object>),
+}
+
+/// What the snapshot builder needs to know about its cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub zone: WireName,
+    pub ttl: u32,
+    pub namespaces: Vec<String>,
+    pub service_address: ServiceAddress,
+    pub pods: PodsMode,
+    pub endpoint_pod_names: bool,
+}
+
+impl ClusterSpec {
+    pub fn from_settings(c: &ClusterSettings, ttl: u32) -> Self {
+        Self {
+            name: c.name.clone(),
+            zone: c.zone.clone(),
+            ttl,
+            namespaces: c.namespaces.clone(),
+            service_address: c.service_address,
+            pods: c.pods,
+            endpoint_pod_names: c.endpoint_pod_names,
+        }
+    }
+
+    pub fn watches_namespace(&self, ns: &str) -> bool {
+        self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == ns)
+    }
+}
+
+/// Where one cluster's snapshots are published, and its sync state: shared
+/// by the writer (watch), the answer engine and admin.
+#[derive(Debug)]
+pub struct ClusterHandle {
+    pub spec: Arc<ClusterSpec>,
+    snapshot: ArcSwapOption<Snapshot>,
+    pub status: ClusterStatus,
+}
+
+/// Health counters of one cluster's sources, for `/readyz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClusterStatus {
+    synced: AtomicBool,
+    /// Unix milliseconds of the last event from the source.
+    last_event_ms: AtomicU64,
+    /// Unix milliseconds since the source has been failing; 0 when healthy.
+    failing_since_ms: AtomicU64,
+    pub watch_restarts: AtomicU64,
+    pub skipped_objects: AtomicU64,
+    pub publishes: AtomicU64,
+    objects: [AtomicU64; 5],
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl ClusterStatus {
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    pub fn note_event(&self) {
+        self.last_event_ms.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    pub fn last_event_ms(&self) -> u64 {
+        self.last_event_ms.load(Ordering::Relaxed)
+    }
+
+    /// Marks the source as failing (keeps the earliest failure time).
+    pub fn note_failure(&self) {
+        let _ = self.failing_since_ms.compare_exchange(
+            0,
+            unix_ms(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn note_healthy(&self) {
+        self.failing_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Unix milliseconds since when the source has been failing, if it is.
+    pub fn failing_since_ms(&self) -> Option<u64> {
+        match self.failing_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    pub fn objects(&self, kind: Kind) -> u64 {
+        self.objects[kind as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn set_objects(&self, kind: Kind, n: usize) {
+        self.objects[kind as usize].store(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl ClusterHandle {
+    pub fn new(spec: ClusterSpec) -> Self {
+        Self {
+            spec: Arc::new(spec),
+            snapshot: ArcSwapOption::const_empty(),
+            status: ClusterStatus::default(),
+        }
+    }
+
+    /// The current snapshot; `None` until the cluster has synced once.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.load_full()
+    }
+
+    /// A cheap read guard for the hot path (no refcount traffic).
+    pub fn load(&self) -> arc_swap::Guard<Option<Arc<Snapshot>>> {
+        self.snapshot.load()
+    }
+
+    /// Publishes a snapshot; the first publish marks the cluster synced.
+    pub fn publish(&self, snap: Arc<Snapshot>) {
+        self.snapshot.store(Some(snap));
+        self.status.publishes.fetch_add(1, Ordering::Relaxed);
+        self.status.synced.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,61 @@
+//! An immutable view of one cluster, as the answer engine reads it: hash
+//! lookups from lower-cased wire labels to pre-encoded records. No scans.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use super::rrset::Node;
+use super::sharded::{Hasher, ShardedMap};
+use crate::dnsname::WireName;
+
+/// Everything DNS knows under `<svc>.<ns>.svc.<zone>`.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceRecords {
+    /// Records at the service name itself.
+    pub own: Node,
+    /// `<host>.<svc>...`: key is the bare lower-case label.
+    pub hosts: HashMap<Box<[u8]>, Node, Hasher>,
+    /// `_<port>._<proto>.<svc>...`: key is the two labels in wire form.
+    pub srv: HashMap<Box<[u8]>, Node, Hasher>,
+    /// The `_<proto>` labels (bare) that exist as empty non-terminals.
+    pub protos: Box<[Box<[u8]>]>,
+}
+
+impl ServiceRecords {
+    pub fn is_proto_label(&self, label: &[u8]) -> bool {
+        self.protos.iter().any(|p| p.as_ref() == label)
+    }
+}
+
+/// One cluster at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub generation: u64,
+    /// Namespaces that exist (lower-case names).
+    pub namespaces: Arc<HashSet<Box<[u8]>>>,
+    /// Key: `<svc>.<ns>` as lower-case wire labels.
+    pub services: ShardedMap<Box<[u8]>, Arc<ServiceRecords>>,
+    /// Reverse names: the full names an address answers to.
+    pub ptr: ShardedMap<IpAddr, Arc<[WireName]>>,
+    /// Pod IPs and the namespaces holding a pod with that IP (`pods: verified`).
+    pub pod_ips: ShardedMap<IpAddr, Arc<[Box<str>]>>,
+}
+
+impl Snapshot {
+    pub fn service(&self, svc_ns_wire: &[u8]) -> Option<&ServiceRecords> {
+        self.services.get(svc_ns_wire).map(AsRef::as_ref)
+    }
+
+    pub fn has_namespace(&self, ns: &[u8]) -> bool {
+        self.namespaces.contains(ns)
+    }
+
+    pub fn pod_exists(&self, ip: IpAddr, ns: &[u8]) -> bool {
+        self.pod_ips
+            .get(&ip)
+            .is_some_and(|list| list.iter().any(|n| n.as_bytes() == ns))
+    }
+}

@@ -1,0 +1,384 @@
+//! The single writer of one cluster's index: holds the minimal objects, folds
+//! in `Change`s (`apply`), and publishes a new `Snapshot` that rebuilds only
+//! the services touched since the last publish.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::build::{build_service, service_fqdn, service_key_wire};
+use super::snapshot::Snapshot;
+use super::{Change, ClusterSpec, EndpointSlice, Kind, ObjKey, Object, Pod, Service, StatefulSet};
+use crate::config::PodsMode;
+use crate::dnsname::WireName;
+
+#[derive(Debug)]
+pub struct ClusterStore {
+    spec: Arc<ClusterSpec>,
+    services: HashMap<ObjKey, Service>,
+    slices: HashMap<ObjKey, EndpointSlice>,
+    /// Service key -> names of its EndpointSlices.
+    slices_by_service: HashMap<ObjKey, BTreeSet<String>>,
+    pods: HashMap<ObjKey, Pod>,
+    /// Pod IP -> pods holding it (`pods: verified` only).
+    pods_by_ip: HashMap<IpAddr, BTreeSet<ObjKey>>,
+    namespace_objects: BTreeSet<String>,
+    statefulsets: HashMap<ObjKey, StatefulSet>,
+    /// Reverse addresses each service contributed to the last snapshot.
+    ptr_of: HashMap<ObjKey, Vec<IpAddr>>,
+
+    dirty_services: HashSet<ObjKey>,
+    namespaces_dirty: bool,
+    dirty_pod_ips: HashSet<IpAddr>,
+    changed: bool,
+
+    next: Snapshot,
+}
+
+impl ClusterStore {
+    pub fn new(spec: Arc<ClusterSpec>) -> Self {
+        Self {
+            spec,
+            services: HashMap::new(),
+            slices: HashMap::new(),
+            slices_by_service: HashMap::new(),
+            pods: HashMap::new(),
+            pods_by_ip: HashMap::new(),
+            namespace_objects: BTreeSet::new(),
+            statefulsets: HashMap::new(),
+            ptr_of: HashMap::new(),
+            dirty_services: HashSet::new(),
+            namespaces_dirty: true,
+            dirty_pod_ips: HashSet::new(),
+            changed: true,
+            next: Snapshot::default(),
+        }
+    }
+
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    /// True when something changed since the last `publish`.
+    pub fn is_dirty(&self) -> bool {
+        self.changed
+    }
+
+    pub fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Service => self.services.len(),
+            Kind::EndpointSlice => self.slices.len(),
+            Kind::Pod => self.pods.len(),
+            Kind::Namespace => self.namespace_objects.len(),
+            Kind::StatefulSet => self.statefulsets.len(),
+        }
+    }
+
+    pub fn statefulsets(&self) -> impl Iterator<Item = &StatefulSet> {
+        self.statefulsets.values()
+    }
+
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Apply(obj) => self.upsert(obj),
+            Change::Delete(kind, key) => self.remove(kind, &key),
+            Change::Reset(kind, scope, objects) => self.reset(kind, scope.as_deref(), objects),
+        }
+    }
+
+    fn upsert(&mut self, obj: Object) {
+        if !self.spec.watches_namespace(obj.namespace()) {
+            return;
+        }
+        self.changed = true;
+        match obj {
+            Object::Service(svc) => {
+                let key = svc.key.clone();
+                if self.services.get(&key) != Some(&svc) {
+                    if !self.services.contains_key(&key) {
+                        self.namespaces_dirty = true;
+                    }
+                    self.services.insert(key.clone(), svc);
+                    self.dirty_services.insert(key);
+                }
+            }
+            Object::EndpointSlice(slice) => {
+                let key = slice.key.clone();
+                if let Some(old) = self.slices.remove(&key) {
+                    self.unlink_slice(&old);
+                }
+                let svc_key = slice.service_key();
+                self.slices_by_service
+                    .entry(svc_key.clone())
+                    .or_default()
+                    .insert(key.name.clone());
+                self.dirty_services.insert(svc_key);
+                self.slices.insert(key, slice);
+            }
+            Object::Pod(pod) => {
+                if self.spec.pods != PodsMode::Verified {
+                    return;
+                }
+                self.forget_pod(&pod.key);
+                for ip in &pod.ips {
+                    self.pods_by_ip
+                        .entry(*ip)
+                        .or_default()
+                        .insert(pod.key.clone());
+                    self.dirty_pod_ips.insert(*ip);
+                }
+                self.pods.insert(pod.key.clone(), pod);
+            }
+            Object::Namespace(name) => {
+                if self.namespace_objects.insert(name) {
+                    self.namespaces_dirty = true;
+                }
+            }
+            Object::StatefulSet(sts) => {
+                self.statefulsets.insert(sts.key.clone(), sts);
+            }
+        }
+    }
+
+    fn forget_pod(&mut self, key: &ObjKey) {
+        let Some(old) = self.pods.remove(key) else {
+            return;
+        };
+        for ip in old.ips {
+            if let Some(keys) = self.pods_by_ip.get_mut(&ip) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.pods_by_ip.remove(&ip);
+                }
+            }
+            self.dirty_pod_ips.insert(ip);
+        }
+    }
+
+    fn unlink_slice(&mut self, old: &EndpointSlice) {
+        let svc_key = old.service_key();
+        if let Some(names) = self.slices_by_service.get_mut(&svc_key) {
+            names.remove(&old.key.name);
+            if names.is_empty() {
+                self.slices_by_service.remove(&svc_key);
+            }
+        }
+        self.dirty_services.insert(svc_key);
+    }
+
+    fn remove(&mut self, kind: Kind, key: &ObjKey) {
+        self.changed = true;
+        match kind {
+            Kind::Service => {
+                if self.services.remove(key).is_some() {
+                    self.dirty_services.insert(key.clone());
+                    self.namespaces_dirty = true;
+                }
+            }
+            Kind::EndpointSlice => {
+                if let Some(old) = self.slices.remove(key) {
+                    self.unlink_slice(&old);
+                }
+            }
+            Kind::Pod => self.forget_pod(key),
+            Kind::Namespace => {
+                if self.namespace_objects.remove(&key.name) {
+                    self.namespaces_dirty = true;
+                }
+            }
+            Kind::StatefulSet => {
+                self.statefulsets.remove(key);
+            }
+        }
+    }
+
+    /// Replaces every object of `kind` (a relist): objects missing from the
+    /// list are deleted, the rest applied; unchanged ones cost nothing later.
+    fn reset(&mut self, kind: Kind, scope: Option<&str>, objects: Vec<Object>) {
+        self.changed = true;
+        let keep: HashSet<ObjKey> = objects
+            .iter()
+            .filter(|o| o.kind() == kind)
+            .map(object_key)
+            .collect();
+        let stale = |k: &&ObjKey| !keep.contains(*k) && scope.is_none_or(|ns| k.namespace == ns);
+        let gone: Vec<ObjKey> = match kind {
+            Kind::Service => self.services.keys().filter(stale).cloned().collect(),
+            Kind::EndpointSlice => self.slices.keys().filter(stale).cloned().collect(),
+            Kind::Pod => self.pods.keys().filter(stale).cloned().collect(),
+            Kind::StatefulSet => self.statefulsets.keys().filter(stale).cloned().collect(),
+            Kind::Namespace => self
+                .namespace_objects
+                .iter()
+                .map(|n| ObjKey::new(String::new(), n.clone()))
+                .filter(|k| !keep.contains(k))
+                .collect(),
+        };
+        for key in gone {
+            self.remove(kind, &key);
+        }
+        for obj in objects.into_iter().filter(|o| o.kind() == kind) {
+            if kind == Kind::EndpointSlice
+                && let Object::EndpointSlice(s) = &obj
+                && self.slices.get(&s.key) == Some(s)
+            {
+                continue; // unchanged: do not dirty its service
+            }
+            self.upsert(obj);
+        }
+    }
+
+    /// Builds the next snapshot from what changed, and returns it.
+    pub fn publish(&mut self, generation: u64) -> Arc<Snapshot> {
+        let dirty: Vec<ObjKey> = self.dirty_services.drain().collect();
+        for key in dirty {
+            self.rebuild_service(&key);
+        }
+        if self.namespaces_dirty {
+            let mut set: HashSet<Box<[u8]>> = HashSet::new();
+            let names = self
+                .namespace_objects
+                .iter()
+                .chain(self.services.keys().map(|k| &k.namespace))
+                .chain(self.spec.namespaces.iter());
+            for ns in names {
+                if self.spec.watches_namespace(ns) {
+                    set.insert(ns.to_ascii_lowercase().into_bytes().into_boxed_slice());
+                }
+            }
+            self.next.namespaces = Arc::new(set);
+            self.namespaces_dirty = false;
+        }
+        let pod_ips: Vec<IpAddr> = self.dirty_pod_ips.drain().collect();
+        for ip in pod_ips {
+            let namespaces: BTreeSet<&str> = self
+                .pods_by_ip
+                .get(&ip)
+                .into_iter()
+                .flatten()
+                .map(|k| k.namespace.as_str())
+                .collect();
+            if namespaces.is_empty() {
+                self.next.pod_ips.remove(&ip);
+            } else {
+                let list: Arc<[Box<str>]> = namespaces.into_iter().map(Box::from).collect();
+                self.next.pod_ips.insert(ip, list);
+            }
+        }
+        self.next.generation = generation;
+        self.changed = false;
+        Arc::new(self.next.clone())
+    }
+
+    fn rebuild_service(&mut self, key: &ObjKey) {
+        let Some(wire_key) = service_key_wire(&key.namespace, &key.name) else {
+            return;
+        };
+        // Withdraw the reverse names this service gave last time.
+        if let Some(old_ips) = self.ptr_of.remove(key)
+            && let Some(fqdn) = service_fqdn(&self.spec, &key.namespace, &key.name)
+        {
+            for ip in old_ips {
+                self.withdraw_ptr(ip, &fqdn);
+            }
+        }
+        let built = self.services.get(key).and_then(|svc| {
+            let slices: Vec<&EndpointSlice> = self
+                .slices_by_service
+                .get(key)
+                .into_iter()
+                .flatten()
+                .filter_map(|name| {
+                    self.slices
+                        .get(&ObjKey::new(key.namespace.clone(), name.clone()))
+                })
+                .collect();
+            build_service(&self.spec, svc, &slices)
+        });
+        match built {
+            None => {
+                self.next.services.remove(&wire_key);
+            }
+            Some(built) => {
+                let mut ips = Vec::with_capacity(built.ptrs.len());
+                for (ip, name) in built.ptrs {
+                    self.add_ptr(ip, name);
+                    ips.push(ip);
+                }
+                self.ptr_of.insert(key.clone(), ips);
+                self.next.services.insert(wire_key, Arc::new(built.records));
+            }
+        }
+    }
+
+    fn add_ptr(&mut self, ip: IpAddr, name: WireName) {
+        let mut names: Vec<WireName> = self
+            .next
+            .ptr
+            .get(&ip)
+            .map(|n| n.to_vec())
+            .unwrap_or_default();
+        if !names.contains(&name) {
+            names.push(name);
+            names.sort();
+            self.next.ptr.insert(ip, names.into());
+        }
+    }
+
+    /// Removes the names under `service_fqdn` (label-aligned) from `ip`.
+    fn withdraw_ptr(&mut self, ip: IpAddr, service_fqdn: &WireName) {
+        let Some(names) = self.next.ptr.get(&ip) else {
+            return;
+        };
+        let kept: Vec<WireName> = names
+            .iter()
+            .filter(|n| !is_label_suffix(n.as_bytes(), service_fqdn.as_bytes()))
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            self.next.ptr.remove(&ip);
+        } else if kept.len() != names.len() {
+            self.next.ptr.insert(ip, kept.into());
+        }
+    }
+}
+
+fn object_key(obj: &Object) -> ObjKey {
+    match obj {
+        Object::Service(s) => s.key.clone(),
+        Object::EndpointSlice(s) => s.key.clone(),
+        Object::Pod(p) => p.key.clone(),
+        Object::Namespace(n) => ObjKey::new(String::new(), n.clone()),
+        Object::StatefulSet(s) => s.key.clone(),
+    }
+}
+
+/// True when `suffix` is `name` or a label-aligned tail of it.
+fn is_label_suffix(name: &[u8], suffix: &[u8]) -> bool {
+    let mut at = 0;
+    while at <= name.len() {
+        if &name[at..] == suffix {
+            return true;
+        }
+        match name.get(at) {
+            Some(&len) => at += usize::from(len) + 1,
+            None => return false,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_suffix_respects_label_boundaries() {
+        let name = WireName::parse("web-0.web.ns.svc.z").expect("name");
+        let svc = WireName::parse("web.ns.svc.z").expect("name");
+        let other = WireName::parse("eb.ns.svc.z").expect("name");
+        assert!(is_label_suffix(name.as_bytes(), svc.as_bytes()));
+        assert!(is_label_suffix(svc.as_bytes(), svc.as_bytes()));
+        assert!(!is_label_suffix(name.as_bytes(), other.as_bytes()));
+    }
+}

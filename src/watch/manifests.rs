@@ -1,0 +1,196 @@
+//! A static source: a folder of Kubernetes YAML (multi-document files and
+//! `kind: List`, as `kubectl get -o yaml` writes them), re-read when any file
+//! changes. A file that stops parsing keeps its last good objects, so a
+//! half-saved edit never empties a zone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::SourceEvent;
+use super::convert::{convert, kind_of};
+use crate::index::{Change, Kind, Object};
+
+/// How often the folder is checked for changes.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// What a file looked like when last read: (modified, length).
+type Stamp = (Option<SystemTime>, u64);
+
+pub async fn run(dir: PathBuf, kinds: Vec<Kind>, tx: mpsc::Sender<SourceEvent>) {
+    let mut stamps: BTreeMap<PathBuf, Stamp> = BTreeMap::new();
+    let mut last_good: HashMap<PathBuf, Vec<Object>> = HashMap::new();
+    let mut first = true;
+    loop {
+        let found = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || scan(&dir)
+        })
+        .await;
+        let now = match found {
+            Ok(Ok(now)) => now,
+            Ok(Err(e)) => {
+                let _ = tx
+                    .send(SourceEvent::Failing(format!(
+                        "cannot read {}: {e}",
+                        dir.display()
+                    )))
+                    .await;
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            Err(_) => return,
+        };
+        if first || now != stamps {
+            let changed: Vec<PathBuf> = now
+                .iter()
+                .filter(|(p, s)| stamps.get(*p) != Some(s))
+                .map(|(p, _)| p.clone())
+                .collect();
+            last_good.retain(|p, _| now.contains_key(p));
+            for path in changed {
+                match read_file(&path) {
+                    Ok(objects) => {
+                        last_good.insert(path, objects);
+                    }
+                    Err(e) => {
+                        tracing::error!(file = %path.display(), error = %e, "manifest does not parse; keeping its last good objects");
+                    }
+                }
+            }
+            stamps = now;
+            let mut by_kind: HashMap<Kind, Vec<Object>> = HashMap::new();
+            for obj in last_good.values().flatten() {
+                by_kind.entry(obj.kind()).or_default().push(obj.clone());
+            }
+            for kind in &kinds {
+                let objects = by_kind.remove(kind).unwrap_or_default();
+                if tx
+                    .send(SourceEvent::Change(Change::Reset(*kind, None, objects)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                if tx.send(SourceEvent::Synced((*kind, None))).await.is_err() {
+                    return;
+                }
+            }
+            first = false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Every YAML/JSON file under `dir`, with its stamp.
+fn scan(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Stamp>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            // Follow symlinks: ConfigMap volumes swap a `..data` link.
+            let meta = std::fs::metadata(&path)?;
+            if meta.is_dir() {
+                if !entry.file_name().to_string_lossy().starts_with("..") {
+                    stack.push(path);
+                }
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            ) {
+                out.insert(path, (meta.modified().ok(), meta.len()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses one file into the objects crossdns reads; other kinds are ignored.
+pub fn read_file(path: &Path) -> anyhow::Result<Vec<Object>> {
+    let text = std::fs::read_to_string(path)?;
+    parse_documents(&text)
+}
+
+pub fn parse_documents(text: &str) -> anyhow::Result<Vec<Object>> {
+    let mut values = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = Value::deserialize(doc)?;
+        match value {
+            Value::Null => {}
+            v if v
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k == "List" || k.ends_with("List")) =>
+            {
+                if let Some(Value::Array(items)) = v.get("items") {
+                    values.extend(items.iter().cloned());
+                }
+            }
+            v => values.push(v),
+        }
+    }
+    let mut objects = Vec::new();
+    for v in values {
+        let api_version = v
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let kind_name = v
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let Some(kind) = kind_of(&api_version, &kind_name) else {
+            continue;
+        };
+        let name = v
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned();
+        let mut v = v;
+        // kubectl applies a missing namespace as `default`.
+        if kind != Kind::Namespace
+            && v.pointer("/metadata/namespace").is_none()
+            && let Some(Value::Object(meta)) = v.get_mut("metadata")
+        {
+            meta.insert("namespace".to_owned(), Value::String("default".to_owned()));
+        }
+        match convert(kind, v) {
+            Ok(Some(obj)) => objects.push(obj),
+            Ok(None) => {}
+            Err(e) => anyhow::bail!("{kind_name} {name}: {e}"),
+        }
+    }
+    Ok(objects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_files_and_lists_are_both_read() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1}\n---\n---\napiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Namespace\n    metadata: {name: shop}\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: ignored}\n";
+        let objects = parse_documents(text).expect("parses");
+        assert_eq!(objects.len(), 2);
+        assert!(matches!(&objects[0], Object::Service(s) if s.key.namespace == "default"));
+        assert_eq!(objects[1], Object::Namespace("shop".to_owned()));
+    }
+
+    #[test]
+    fn a_bad_object_fails_its_file_with_its_name() {
+        let err = parse_documents(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: broken}\nspec: {clusterIP: nope}\n",
+        )
+        .expect_err("bad clusterIP");
+        assert!(err.to_string().contains("Service broken"), "{err}");
+    }
+}

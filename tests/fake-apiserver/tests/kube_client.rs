@@ -1,0 +1,355 @@
+//! kube-rs (the client crossdns uses) against the fake: pagination, watchers, auth.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, next_matching, raw_get, service};
+use fake_apiserver::{FakeApiServer, Options};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::watcher::{self, Event};
+use serde_json::json;
+
+#[tokio::test]
+async fn kube_client_lists_1200_services_in_pages_of_500_via_continue_tokens() {
+    let server = FakeApiServer::start().await.expect("server starts");
+    for i in 0..1200 {
+        let ns = if i % 2 == 0 { "default" } else { "other" };
+        server
+            .apply(service(ns, &format!("svc-{i:04}"), "10.0.0.1"))
+            .expect("apply");
+    }
+    let api: Api<Service> = Api::all(client(&server).await);
+    let mut names = Vec::new();
+    let mut pages = 0;
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await.expect("list page");
+        pages += 1;
+        assert!(page.items.len() <= 500, "page honours limit");
+        names.extend(
+            page.items
+                .iter()
+                .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())),
+        );
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names.len(), 1200);
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted, names,
+        "items are unique and sorted by namespace/name across pages"
+    );
+    assert_eq!(server.stats().lists, 3);
+}
+
+#[tokio::test]
+async fn continue_tokens_page_through_the_snapshot_taken_by_the_first_page() {
+    let server = FakeApiServer::start().await.expect("server starts");
+    for i in 0..5 {
+        server
+            .apply(service("default", &format!("s{i}"), "10.0.0.1"))
+            .expect("apply");
+    }
+    let api: Api<Service> = Api::namespaced(client(&server).await, "default");
+    let first = api
+        .list(&ListParams::default().limit(2))
+        .await
+        .expect("first page");
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    server
+        .apply(service("default", "s0a", "10.0.0.1"))
+        .expect("apply between pages");
+    let token = first.metadata.continue_.expect("continue token");
+    let second = api
+        .list(&ListParams::default().limit(10).continue_token(&token))
+        .await
+        .expect("second page");
+    let names: Vec<_> = second.items.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(
+        names,
+        ["s2", "s3", "s4"],
+        "object added after page 1 is not in the snapshot"
+    );
+    assert_eq!(
+        second.metadata.resource_version,
+        first.metadata.resource_version
+    );
+
+    let err = api
+        .list(&ListParams::default().continue_token("bogus:1"))
+        .await
+        .expect_err("unknown token");
+    match err {
+        kube::Error::Api(s) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
+        other => panic!("expected a 410 Status, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn list_honours_field_and_label_selectors() {
+    let server = FakeApiServer::start().await.expect("server starts");
+    server.apply(service("a", "x", "10.0.0.1")).expect("apply");
+    server.apply(service("b", "x", "10.0.0.2")).expect("apply");
+    server.apply(service("b", "y", "10.0.0.3")).expect("apply");
+    let api: Api<Service> = Api::all(client(&server).await);
+    let by_field = api
+        .list(&ListParams::default().fields("metadata.name=x,metadata.namespace!=a"))
+        .await
+        .expect("list");
+    let got: Vec<_> = by_field
+        .items
+        .iter()
+        .map(|s| s.namespace().unwrap_or_default())
+        .collect();
+    assert_eq!(got, ["b"]);
+    let by_label = api
+        .list(&ListParams::default().labels("app==y"))
+        .await
+        .expect("list");
+    assert_eq!(by_label.items.len(), 1);
+    assert_eq!(by_label.items[0].name_any(), "y");
+}
+
+#[tokio::test]
+async fn service_watcher_sees_init_changes_relists_after_compaction_and_survives_bookmarks() {
+    let opts = Options {
+        bookmark_interval: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let server = FakeApiServer::start_with(opts)
+        .await
+        .expect("server starts");
+    server
+        .apply(service("default", "a", "10.0.0.1"))
+        .expect("apply");
+    let api: Api<Service> = Api::all(client(&server).await);
+    let mut errors = Vec::new();
+    let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+    let mut next_event =
+        async |what: &str, pred: &dyn Fn(&Event<Service>) -> bool, errors: &mut Vec<String>| {
+            let item = next_matching(
+                &mut stream,
+                15,
+                what,
+                |r: &Result<Event<Service>, watcher::Error>| match r {
+                    Ok(ev) => pred(ev),
+                    Err(_) => true,
+                },
+            )
+            .await;
+            match item {
+                Ok(ev) => Some(ev),
+                Err(e) => {
+                    errors.push(e.to_string());
+                    None
+                }
+            }
+        };
+    let is_name = |ev: &Event<Service>, want: &str| match ev {
+        Event::Apply(s) | Event::InitApply(s) | Event::Delete(s) => s.name_any() == want,
+        _ => false,
+    };
+
+    assert!(matches!(
+        next_event("Init", &|e| matches!(e, Event::Init), &mut errors).await,
+        Some(Event::Init)
+    ));
+    let ev = next_event(
+        "InitApply(a)",
+        &|e| matches!(e, Event::InitApply(_)),
+        &mut errors,
+    )
+    .await;
+    assert!(ev.as_ref().is_some_and(|e| is_name(e, "a")), "got {ev:?}");
+    assert!(matches!(
+        next_event("InitDone", &|e| matches!(e, Event::InitDone), &mut errors).await,
+        Some(Event::InitDone)
+    ));
+
+    server
+        .apply(service("default", "b", "10.0.0.2"))
+        .expect("apply");
+    let ev = next_event("Apply(b)", &|e| matches!(e, Event::Apply(_)), &mut errors).await;
+    assert!(ev.as_ref().is_some_and(|e| is_name(e, "b")), "got {ev:?}");
+    assert!(server.delete("v1", "Service", Some("default"), "a"));
+    let ev = next_event("Delete(a)", &|e| matches!(e, Event::Delete(_)), &mut errors).await;
+    assert!(ev.as_ref().is_some_and(|e| is_name(e, "a")), "got {ev:?}");
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        server.stats().bookmarks_sent > 0,
+        "bookmarks were sent: {:?}",
+        server.stats()
+    );
+    assert!(
+        errors.is_empty(),
+        "bookmarks did not make the watcher error: {errors:?}"
+    );
+
+    let lists_before = server.stats().lists;
+    server.compact();
+    server.drop_watches();
+    // The open watch gets the 410 ERROR event (which kube surfaces as one Err), then relists.
+    let mut saw_init_done = false;
+    for _ in 0..10 {
+        if let Some(Event::InitDone) = next_event(
+            "second InitDone",
+            &|e| matches!(e, Event::InitDone),
+            &mut errors,
+        )
+        .await
+        {
+            saw_init_done = true;
+            break;
+        }
+    }
+    assert!(saw_init_done, "watcher relisted after compaction");
+    assert!(server.stats().lists > lists_before, "a new list was served");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("410") || e.contains("too old")),
+        "only 410 errors: {errors:?}"
+    );
+
+    server
+        .apply(service("default", "c", "10.0.0.3"))
+        .expect("apply");
+    let ev = next_event("Apply(c)", &|e| matches!(e, Event::Apply(_)), &mut errors).await;
+    assert!(ev.as_ref().is_some_and(|e| is_name(e, "c")), "got {ev:?}");
+}
+
+#[tokio::test]
+async fn endpointslice_and_namespace_watchers_see_changes_including_streaming_lists() {
+    let server = FakeApiServer::start().await.expect("server starts");
+    server
+        .apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns1"}}))
+        .expect("apply");
+    let slice = |name: &str, ip: &str| {
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": "ns1", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+        })
+    };
+    server.apply(slice("web-1", "10.1.0.1")).expect("apply");
+    let client = client(&server).await;
+
+    let mut slices = watcher::watcher(
+        Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .boxed();
+    let ev = next_matching(&mut slices, 10, "InitApply(web-1)", |r| {
+        matches!(r, Ok(Event::InitApply(_)))
+    })
+    .await;
+    let Ok(Event::InitApply(s)) = ev else {
+        panic!("unexpected {ev:?}")
+    };
+    assert_eq!(s.endpoints[0].addresses, ["10.1.0.1"]);
+    next_matching(&mut slices, 10, "InitDone", |r| {
+        matches!(r, Ok(Event::InitDone))
+    })
+    .await
+    .expect("InitDone");
+    server.apply(slice("web-1", "10.1.0.2")).expect("modify");
+    let ev = next_matching(&mut slices, 10, "Apply(web-1)", |r| {
+        matches!(r, Ok(Event::Apply(_)))
+    })
+    .await;
+    let Ok(Event::Apply(s)) = ev else {
+        panic!("unexpected {ev:?}")
+    };
+    assert_eq!(s.endpoints[0].addresses, ["10.1.0.2"]);
+
+    let config = watcher::Config::default().streaming_lists();
+    let mut namespaces = watcher::watcher(Api::<Namespace>::all(client), config).boxed();
+    let ev = next_matching(&mut namespaces, 10, "InitApply(ns1)", |r| {
+        matches!(r, Ok(Event::InitApply(_)))
+    })
+    .await;
+    let Ok(Event::InitApply(ns)) = ev else {
+        panic!("unexpected {ev:?}")
+    };
+    assert_eq!(ns.name_any(), "ns1");
+    next_matching(&mut namespaces, 10, "InitDone", |r| {
+        matches!(r, Ok(Event::InitDone))
+    })
+    .await
+    .expect("InitDone");
+    assert_eq!(
+        server.stats().lists,
+        1,
+        "the streaming-list watcher did not list (only the slice watcher did)"
+    );
+    assert!(server.delete("v1", "Namespace", None, "ns1"));
+    let ev = next_matching(&mut namespaces, 10, "Delete(ns1)", |r| {
+        matches!(r, Ok(Event::Delete(_)))
+    })
+    .await;
+    assert!(matches!(ev, Ok(Event::Delete(ns)) if ns.name_any() == "ns1"));
+}
+
+#[tokio::test]
+async fn wrong_or_missing_token_gets_401_with_an_unauthorized_status() {
+    let server = FakeApiServer::start().await.expect("server starts");
+    let raw = raw_get(&server, "/api/v1/services", Some("wrong")).await;
+    assert_eq!(raw.status, 401);
+    let body: serde_json::Value = serde_json::from_str(&raw.body).expect("Status JSON");
+    assert_eq!(body["reason"], "Unauthorized");
+    assert_eq!(body["code"], 401);
+    assert_eq!(raw_get(&server, "/api/v1/services", None).await.status, 401);
+    assert_eq!(
+        raw_get(&server, "/api/v1/services", Some(server.token()))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(server.stats().auth_failures, 2);
+
+    let kc = server
+        .kubeconfig("fake")
+        .replace(server.token(), "not-the-token");
+    let kc = kube::config::Kubeconfig::from_yaml(&kc).expect("kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    let api: Api<Service> = Api::all(kube::Client::try_from(config).expect("client"));
+    match api.list(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn get_returns_the_object_or_a_404_status() {
+    let server = FakeApiServer::start().await.expect("server starts");
+    server
+        .apply(service("default", "x", "10.0.0.9"))
+        .expect("apply");
+    let api: Api<Service> = Api::namespaced(client(&server).await, "default");
+    let svc = api.get("x").await.expect("get x");
+    assert_eq!(
+        svc.spec.and_then(|s| s.cluster_ip).as_deref(),
+        Some("10.0.0.9")
+    );
+    assert!(svc.metadata.uid.is_some() && svc.metadata.creation_timestamp.is_some());
+    match api.get("missing").await {
+        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (404, "NotFound")),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    assert!(api.get_opt("missing").await.expect("get_opt").is_none());
+}
