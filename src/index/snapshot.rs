@@ -1,7 +1,7 @@
 //! An immutable view of one cluster, as the answer engine reads it: hash
 //! lookups from lower-cased wire labels to pre-encoded records. No scans.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use hashbrown::HashMap;
 
 use super::rrset::Node;
 use super::sharded::{Hasher, ShardedMap};
+use super::{ObjKey, StatefulSet};
 use crate::dnsname::WireName;
 
 /// Everything DNS knows under `<svc>.<ns>.svc.<zone>`.
@@ -42,6 +43,8 @@ pub struct Snapshot {
     pub ptr: ShardedMap<IpAddr, Arc<[WireName]>>,
     /// Pod IPs and the namespaces holding a pod with that IP (`pods: verified`).
     pub pod_ips: ShardedMap<IpAddr, Arc<[Box<str>]>>,
+    /// StatefulSets by `namespace/name` (for `generate join` and `sans`).
+    pub statefulsets: Arc<BTreeMap<ObjKey, StatefulSet>>,
 }
 
 impl Snapshot {

@@ -29,6 +29,7 @@ pub struct ClusterStore {
 
     dirty_services: HashSet<ObjKey>,
     namespaces_dirty: bool,
+    statefulsets_dirty: bool,
     dirty_pod_ips: HashSet<IpAddr>,
     changed: bool,
 
@@ -49,6 +50,7 @@ impl ClusterStore {
             ptr_of: HashMap::new(),
             dirty_services: HashSet::new(),
             namespaces_dirty: true,
+            statefulsets_dirty: true,
             dirty_pod_ips: HashSet::new(),
             changed: true,
             next: Snapshot::default(),
@@ -135,7 +137,10 @@ impl ClusterStore {
                 }
             }
             Object::StatefulSet(sts) => {
-                self.statefulsets.insert(sts.key.clone(), sts);
+                if self.statefulsets.get(&sts.key) != Some(&sts) {
+                    self.statefulsets.insert(sts.key.clone(), sts);
+                    self.statefulsets_dirty = true;
+                }
             }
         }
     }
@@ -187,7 +192,9 @@ impl ClusterStore {
                 }
             }
             Kind::StatefulSet => {
-                self.statefulsets.remove(key);
+                if self.statefulsets.remove(key).is_some() {
+                    self.statefulsets_dirty = true;
+                }
             }
         }
     }
@@ -264,6 +271,15 @@ impl ClusterStore {
                 let list: Arc<[Box<str>]> = namespaces.into_iter().map(Box::from).collect();
                 self.next.pod_ips.insert(ip, list);
             }
+        }
+        if self.statefulsets_dirty {
+            self.next.statefulsets = Arc::new(
+                self.statefulsets
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            );
+            self.statefulsets_dirty = false;
         }
         self.next.generation = generation;
         self.changed = false;
