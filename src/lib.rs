@@ -11,6 +11,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dnsname;
+pub mod generate;
 pub mod index;
 pub mod listen;
 pub mod metrics;
