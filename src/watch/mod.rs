@@ -7,6 +7,8 @@ pub mod convert;
 mod kube;
 mod manifests;
 
+pub use manifests::parse_documents;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
