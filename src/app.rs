@@ -1,18 +1,20 @@
 //! Wires the stages in data-flow order: config → watch → index → answer →
-//! listeners, with admin beside them. `start` returns once everything is
+//! listeners, with forward and admin beside them. `start` returns once everything is
 //! bound, so tests can run a whole server in-process on `127.0.0.1:0`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
 use crate::answer::Engine;
 use crate::config::Settings;
 use crate::index::{ClusterHandle, ClusterSpec};
-use crate::listen::{self, UdpWorkers};
+use crate::forward::Forwarder;
+use crate::listen::{self, Shared, TlsAcceptor, UdpWorkers};
 use crate::metrics::Metrics;
 use crate::watch::{self, ClusterTasks};
 
@@ -21,9 +23,12 @@ use crate::watch::{self, ClusterTasks};
 pub struct Running {
     /// Bound DNS addresses (UDP and TCP share each).
     pub dns: Vec<SocketAddr>,
+    /// Bound DNS-over-TLS addresses.
+    pub dot: Vec<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub clusters: Vec<Arc<ClusterHandle>>,
     pub engine: Arc<Engine>,
+    pub forwarder: Arc<Forwarder>,
     pub metrics: Metrics,
     _watch: Vec<ClusterTasks>,
     _udp: Vec<UdpWorkers>,
@@ -75,27 +80,34 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .map(|(c, h)| watch::spawn_cluster(c, Arc::clone(h)))
         .collect();
 
-    // answer, then the listeners that feed it.
+    // answer, with forward beside it, then the listeners that feed them.
     let engine = Arc::new(Engine::new(&settings, &clusters));
-    let metrics = Metrics::new(engine.zone_names(), clusters.clone());
+    let forwarder = Arc::new(Forwarder::new(&settings.forward)?);
+    let metrics = Metrics::new(engine.zone_names(), clusters.clone(), Arc::clone(&forwarder));
+    let shared = Shared { engine: Arc::clone(&engine), forwarder: Arc::clone(&forwarder), metrics: metrics.clone() };
+    let mut tasks = vec![tokio::spawn(Arc::clone(&forwarder).probe_forever())];
     let mut dns = Vec::new();
     let mut udp = Vec::new();
-    let mut tasks = Vec::new();
     for addr in &settings.dns.listen {
         let (bound, workers) =
-            listen::spawn_udp(*addr, udp_threads(), Arc::clone(&engine), &metrics)
-                .with_context(|| format!("cannot listen on udp {addr}"))?;
-        let tcp = bind_tcp(bound)
-            .await
-            .with_context(|| format!("cannot listen on tcp {bound}"))?;
-        tasks.push(tokio::spawn(listen::serve_tcp(
-            tcp,
-            Arc::clone(&engine),
-            metrics.clone(),
-        )));
+            listen::spawn_udp(*addr, udp_threads(), &shared).with_context(|| format!("cannot listen on udp {addr}"))?;
+        let tcp = bind_tcp(bound).await.with_context(|| format!("cannot listen on tcp {bound}"))?;
+        tasks.push(tokio::spawn(listen::serve_tcp(tcp, shared.clone())));
         tracing::info!(%bound, "serving DNS on udp and tcp");
         dns.push(bound);
         udp.push(workers);
+    }
+    let mut dot = Vec::new();
+    if let Some(tls) = &settings.dns.tls {
+        let acceptor: TlsAcceptor = Arc::new(ArcSwap::from_pointee(listen::tls_acceptor(tls)?));
+        for addr in &tls.listen {
+            let listener = bind_tcp(*addr).await.with_context(|| format!("cannot listen on tls {addr}"))?;
+            let bound = listener.local_addr()?;
+            tasks.push(tokio::spawn(listen::serve_tls(listener, Arc::clone(&acceptor), shared.clone())));
+            tracing::info!(%bound, mutual_tls = tls.client_ca.is_some(), "serving DNS over TLS");
+            dot.push(bound);
+        }
+        tasks.push(tokio::spawn(listen::watch_tls_files(tls.clone(), acceptor)));
     }
 
     let admin = match settings.admin {
@@ -116,9 +128,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     };
     Ok(Running {
         dns,
+        dot,
         admin,
         clusters,
         engine,
+        forwarder,
         metrics,
         _watch: watch,
         _udp: udp,

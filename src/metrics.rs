@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use crate::answer::Outcome;
 use crate::answer::wire::{qtype, rcode};
+use crate::forward::{Forwarder, RTT_BUCKETS};
 use crate::index::{ClusterHandle, Kind, unix_ms};
 
 const QTYPES: [(u16, &str); 9] = [
@@ -119,6 +120,7 @@ struct Inner {
     zone_names: Vec<String>,
     workers: Mutex<Vec<Arc<WorkerStats>>>,
     clusters: Vec<Arc<ClusterHandle>>,
+    forwarder: Arc<Forwarder>,
 }
 
 /// The metrics of one running crossdns.
@@ -126,11 +128,12 @@ struct Inner {
 pub struct Metrics(Arc<Inner>);
 
 impl Metrics {
-    pub fn new(zone_names: Vec<String>, clusters: Vec<Arc<ClusterHandle>>) -> Self {
+    pub fn new(zone_names: Vec<String>, clusters: Vec<Arc<ClusterHandle>>, forwarder: Arc<Forwarder>) -> Self {
         Self(Arc::new(Inner {
             zone_names,
             workers: Mutex::new(Vec::new()),
             clusters,
+            forwarder,
         }))
     }
 
@@ -289,7 +292,8 @@ impl Collector for Metrics {
         )?;
         hist.encode(m)?;
 
-        self.encode_clusters(&mut enc)
+        self.encode_clusters(&mut enc)?;
+        self.encode_forward(&mut enc)
     }
 }
 
@@ -380,5 +384,62 @@ impl Metrics {
             &load(|c| &c.status.publishes),
         )?;
         Ok(())
+    }
+}
+
+impl Metrics {
+    fn encode_forward(&self, enc: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        let zones = &self.0.forwarder.zones;
+        if zones.is_empty() {
+            return Ok(());
+        }
+        let zl = |z: &crate::forward::ForwardZone| vec![("zone", z.apex.to_string())];
+        let mut up = Vec::new();
+        let mut failures = Vec::new();
+        let mut requests = Vec::new();
+        for z in zones {
+            for u in &z.upstreams {
+                let labels = vec![("zone", z.apex.to_string()), ("upstream", u.target.to_string())];
+                up.push((labels.clone(), f64::from(u8::from(u.is_up()))));
+                failures.push((labels.clone(), u.stats.failures.load(Ordering::Relaxed)));
+                requests.push((labels, u.stats.requests.load(Ordering::Relaxed)));
+            }
+        }
+        gauge(enc, "forward_upstream_up", "1 while the upstream is in rotation; 0 after max_fails failures in a row.", &up)?;
+        counter(enc, "forward_upstream_failures", "Upstream timeouts and connection errors.", &failures)?;
+        counter(enc, "forward_upstream_requests", "Queries sent to the upstream.", &requests)?;
+        {
+            let mut m = enc.encode_descriptor(
+                "forward_upstream_rtt_seconds",
+                "Round-trip time of answered upstream queries.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for z in zones {
+                for u in &z.upstreams {
+                    let labels = vec![("zone", z.apex.to_string()), ("upstream", u.target.to_string())];
+                    let mut cumulative = 0;
+                    let mut buckets: Vec<(f64, u64)> = RTT_BUCKETS
+                        .iter()
+                        .zip(&u.stats.rtt_buckets)
+                        .map(|(le, n)| {
+                            cumulative += n.load(Ordering::Relaxed);
+                            (*le, cumulative)
+                        })
+                        .collect();
+                    let count = u.stats.rtt_count.load(Ordering::Relaxed);
+                    buckets.push((f64::INFINITY, count));
+                    let h = Histogram { sum: u.stats.rtt_sum_us.load(Ordering::Relaxed) as f64 / 1e6, count, buckets };
+                    h.encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let per_zone = |f: fn(&crate::forward::ForwardZone) -> u64| -> Vec<_> { zones.iter().map(|z| (zl(z), f(z))).collect() };
+        counter(enc, "forward_cache_hits", "Forwarded queries answered from the cache.", &per_zone(|z| z.stats.cache_hits.load(Ordering::Relaxed)))?;
+        counter(enc, "forward_cache_misses", "Forwarded queries that went upstream.", &per_zone(|z| z.stats.cache_misses.load(Ordering::Relaxed)))?;
+        counter(enc, "forward_stale_served", "Expired answers served because no upstream answered (RFC 8767).", &per_zone(|z| z.stats.stale_served.load(Ordering::Relaxed)))?;
+        counter(enc, "forward_loops", "Queries refused with SERVFAIL because they had been forwarded too often.", &per_zone(|z| z.stats.loops.load(Ordering::Relaxed)))?;
+        let entries: Vec<_> = zones.iter().map(|z| (zl(z), z.cache_len() as f64)).collect();
+        gauge(enc, "forward_cache_entries", "Answers held in the forward cache.", &entries)
     }
 }

@@ -41,6 +41,20 @@ pub struct Outcome {
 enum ZoneKind {
     Cluster(Vec<Member>),
     Reverse(Family),
+    /// A stub zone: handed to the forwarder (index into `Settings::forward`).
+    Forward(usize),
+}
+
+/// What a listener does with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `out` holds the response.
+    Reply(Outcome),
+    /// No reply: not a query, or too short to carry an ID.
+    Drop,
+    /// A valid query for a forward zone: resolve it with
+    /// `Forwarder::resolve(forward, packet, limit)`.
+    Forward { zone: u16, forward: usize, limit: usize, qtype: u16 },
 }
 
 #[derive(Debug)]
@@ -102,6 +116,10 @@ impl Engine {
                 zones.push(Zone::new(apex, ZoneKind::Reverse(family), ttl, serial));
             }
         }
+        for (i, fw) in settings.forward.iter().enumerate() {
+            by_apex.insert(fw.zone.as_bytes().into(), zones.len());
+            zones.push(Zone::new(fw.zone.clone(), ZoneKind::Forward(i), ttl, serial));
+        }
         let mut dns_version_tail = Vec::new();
         push_rr_tail(
             &mut dns_version_tail,
@@ -122,22 +140,29 @@ impl Engine {
         self.zones.iter().map(|z| z.apex.to_string()).collect()
     }
 
-    /// Answers one DNS message. Returns `None` when the packet deserves no
-    /// reply (not a query, or too short to carry an ID); otherwise `out`
-    /// holds the response.
-    pub fn respond(
-        &self,
-        packet: &[u8],
-        client: IpAddr,
-        transport: Transport,
-        out: &mut Vec<u8>,
-    ) -> Option<Outcome> {
+    /// Answers one DNS message without forwarding: `None` when the packet
+    /// deserves no reply; queries for forward zones get SERVFAIL. For code
+    /// paths with no forwarder (benchmarks, tests of the engine alone).
+    pub fn respond(&self, packet: &[u8], client: IpAddr, transport: Transport, out: &mut Vec<u8>) -> Option<Outcome> {
+        match self.step(packet, client, transport, out) {
+            Step::Reply(o) => Some(o),
+            Step::Drop => None,
+            Step::Forward { zone, .. } => {
+                let q = wire::parse(packet).ok()?;
+                ResponseWriter::new(out, &q).finish(&q, rcode::SERVFAIL, false, false);
+                Some(Outcome { rcode: rcode::SERVFAIL, qtype: q.qtype, zone: Some(zone), truncated: false })
+            }
+        }
+    }
+
+    /// Answers one DNS message into `out`, or says it must be forwarded.
+    pub fn step(&self, packet: &[u8], client: IpAddr, transport: Transport, out: &mut Vec<u8>) -> Step {
         let q = match wire::parse(packet) {
             Ok(q) => q,
-            Err(Reject::Drop) => return None,
+            Err(Reject::Drop) => return Step::Drop,
             Err(Reject::Reply { id, flags, rcode }) => {
                 wire::write_header_only(out, id, flags, rcode);
-                return Some(Outcome {
+                return Step::Reply(Outcome {
                     rcode,
                     qtype: 0,
                     zone: None,
@@ -151,7 +176,7 @@ impl Engine {
         };
         let refuse = |out: &mut Vec<u8>, rcode: u8| {
             ResponseWriter::new(out, &q).finish(&q, rcode, false, false);
-            Some(Outcome {
+            Step::Reply(Outcome {
                 rcode,
                 qtype: q.qtype,
                 zone: None,
@@ -173,14 +198,18 @@ impl Engine {
             return refuse(out, rcode::REFUSED);
         };
         let zone = &self.zones[zi];
+        if let ZoneKind::Forward(forward) = zone.kind {
+            return Step::Forward { zone: zi as u16, forward, limit, qtype: q.qtype };
+        }
         let emit = |found: Found<'_>| self.emit(&q, zone, at, found, limit, out);
         let (rcode, truncated) = match &zone.kind {
             ZoneKind::Cluster(members) => lookup::cluster_zone(members, &q.name, at, emit),
             ZoneKind::Reverse(family) => {
                 lookup::reverse_zone(&self.clusters, *family, &q.name, at, emit)
             }
+            ZoneKind::Forward(_) => return Step::Drop, // handed off above
         };
-        Some(Outcome {
+        Step::Reply(Outcome {
             rcode,
             qtype: q.qtype,
             zone: Some(zi as u16),

@@ -123,6 +123,16 @@ pub struct ForwardSettings {
     pub policy: ForwardPolicy,
     pub max_fails: u32,
     pub stale_for: Duration,
+    pub tls: UpstreamTls,
+}
+
+/// How a forward zone's DoT upstreams are trusted and authenticated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Trusted CA bundle; `None` means the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -143,6 +143,11 @@ pub struct RawForward {
     #[serde(default = "default_max_fails")]
     pub max_fails: u32,
     pub stale_for: Option<String>,
+    /// DoT upstreams: trust this CA bundle instead of the system roots.
+    pub tls_ca: Option<PathBuf>,
+    /// DoT upstreams: present this client certificate (mutual TLS).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 fn default_max_fails() -> u32 {

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use super::raw::{RawCluster, RawClusterset, RawConfig, RawForward};
 use super::{
     AllowList, ClusterSettings, ClustersetSettings, ConfigError, DnsSettings, ForwardSettings,
-    Settings, Source, TlsSettings, Upstream,
+    Settings, Source, TlsSettings, Upstream, UpstreamTls,
 };
 use crate::dnsname::{WireName, is_rfc1123_label};
 
@@ -419,17 +419,28 @@ fn forward_zone(cx: &Ctx<'_>, i: usize, f: &RawForward) -> Result<ForwardSetting
             "must be at least 1",
         ));
     }
+    let file = |key: &str, p: &PathBuf| -> Result<PathBuf, ConfigError> {
+        let resolved = cx.resolve(p);
+        if resolved.is_file() {
+            Ok(resolved)
+        } else {
+            Err(cx.err(format!("forward[{i}].{key}"), p, "is not a readable file"))
+        }
+    };
+    let ca = f.tls_ca.as_ref().map(|p| file("tls_ca", p)).transpose()?;
+    let client_cert = match (&f.tls_cert, &f.tls_key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some((file("tls_cert", c)?, file("tls_key", k)?)),
+        (Some(c), None) => return Err(cx.err(format!("forward[{i}].tls_cert"), c, "needs tls_key too")),
+        (None, Some(k)) => return Err(cx.err(format!("forward[{i}].tls_key"), k, "needs tls_cert too")),
+    };
     Ok(ForwardSettings {
         zone,
         upstreams,
         policy: f.policy,
         max_fails: f.max_fails,
-        stale_for: duration(
-            cx,
-            &format!("forward[{i}].stale_for"),
-            f.stale_for.as_deref(),
-            Duration::from_secs(3600),
-        )?,
+        stale_for: duration(cx, &format!("forward[{i}].stale_for"), f.stale_for.as_deref(), Duration::from_secs(3600))?,
+        tls: UpstreamTls { ca, client_cert },
     })
 }
 

@@ -1,0 +1,389 @@
+//! Forwarding (stub domains): zones crossdns does not serve itself are sent
+//! to upstream DNS servers, with a policy, health tracking, a TTL-honouring
+//! cache and serve-stale, and loop detection. Beside the answer engine: the
+//! engine decides *that* a query is forwarded, this module does it.
+
+mod cache;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::{Name, Record, RecordType};
+
+use crate::config::{ForwardPolicy, ForwardSettings};
+use crate::dnsname::WireName;
+use cache::{Cache, Entry, Key, cache_ttl};
+pub use upstream::{RTT_BUCKETS, Upstream, UpstreamError};
+
+/// Our EDNS option (local/experimental range, RFC 6891 §9): how many
+/// crossdns forwarders a query has already passed through.
+pub const HOP_OPTION: u16 = 65_401;
+/// A query that has been forwarded this many times is in a loop.
+pub const MAX_HOPS: u8 = 4;
+/// How long one upstream may take before the next one is tried.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// RFC 8767 §4: the TTL on stale answers.
+pub const STALE_TTL: u32 = 30;
+const CACHE_CAPACITY: usize = 10_000;
+/// How often upstreams that are down are probed.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Per-zone counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ZoneStats {
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub stale_served: AtomicU64,
+    pub loops: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct ForwardZone {
+    pub apex: WireName,
+    pub upstreams: Vec<Arc<Upstream>>,
+    policy: ForwardPolicy,
+    max_fails: u32,
+    cache: Cache,
+    next: AtomicUsize,
+    pub stats: ZoneStats,
+}
+
+/// Every forward zone; shared by the listeners.
+#[derive(Debug, Default)]
+pub struct Forwarder {
+    pub zones: Vec<ForwardZone>,
+}
+
+/// Why a forward zone could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("forward zone {zone}: {source}")]
+pub struct SetupError {
+    zone: String,
+    source: crate::tls::TlsError,
+}
+
+impl Forwarder {
+    pub fn new(settings: &[ForwardSettings]) -> Result<Self, SetupError> {
+        let mut zones = Vec::with_capacity(settings.len());
+        for f in settings {
+            let needs_tls = f
+                .upstreams
+                .iter()
+                .any(|u| matches!(u, crate::config::Upstream::Tls { .. }));
+            let tls = if needs_tls {
+                let client = f
+                    .tls
+                    .client_cert
+                    .as_ref()
+                    .map(|(c, k)| (c.as_path(), k.as_path()));
+                let config =
+                    crate::tls::client_config(f.tls.ca.as_deref(), client).map_err(|source| {
+                        SetupError {
+                            zone: f.zone.to_string(),
+                            source,
+                        }
+                    })?;
+                Some(Arc::new(config))
+            } else {
+                None
+            };
+            zones.push(ForwardZone {
+                apex: f.zone.clone(),
+                upstreams: f
+                    .upstreams
+                    .iter()
+                    .map(|u| Arc::new(Upstream::new(u.clone(), tls.clone())))
+                    .collect(),
+                policy: f.policy,
+                max_fails: f.max_fails,
+                cache: Cache::new(CACHE_CAPACITY, f.stale_for),
+                next: AtomicUsize::new(0),
+                stats: ZoneStats::default(),
+            });
+        }
+        Ok(Self { zones })
+    }
+
+    /// Probes upstreams that are down until the task is aborted; one that
+    /// answers anything is marked up again.
+    pub async fn probe_forever(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            for zone in &self.zones {
+                let apex = zone.apex.to_string();
+                for u in zone.upstreams.iter().filter(|u| !u.is_up()) {
+                    let Ok(name) = Name::from_ascii(format!("{apex}.")) else {
+                        continue;
+                    };
+                    let mut probe = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+                    probe.metadata.recursion_desired = true;
+                    probe.add_query(Query::query(name, RecordType::SOA));
+                    if u.exchange(probe, false, ATTEMPT_TIMEOUT).await.is_ok() {
+                        u.note_success(&apex);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resolves `query` (already validated by the engine) through zone
+    /// `zi`'s upstreams and returns the response for the client, which
+    /// takes at most `limit` bytes.
+    pub async fn resolve(&self, zi: usize, query: &[u8], limit: usize) -> (Vec<u8>, ResponseCode) {
+        let Ok(req) = Message::from_vec(query) else {
+            return reply_error(query, ResponseCode::FormErr);
+        };
+        let Some(zone) = self.zones.get(zi) else {
+            return respond(&req, ResponseCode::ServFail, &[], &[], &[], None, limit);
+        };
+        zone.resolve(&req, limit).await
+    }
+}
+
+fn rand_id() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish() as u16
+}
+
+fn hops(req: &Message) -> u8 {
+    req.edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::Unknown(HOP_OPTION)))
+        .and_then(|o| match o {
+            EdnsOption::Unknown(_, v) => v.first().copied(),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+impl ForwardZone {
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn name(&self) -> String {
+        self.apex.to_string()
+    }
+
+    /// Upstreams to try, in policy order; those marked down are left out.
+    fn order(&self) -> Vec<&Arc<Upstream>> {
+        let n = self.upstreams.len();
+        let start = match self.policy {
+            ForwardPolicy::Sequential => 0,
+            ForwardPolicy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % n.max(1),
+            ForwardPolicy::Random => usize::from(rand_id()) % n.max(1),
+        };
+        (0..n)
+            .map(|i| &self.upstreams[(start + i) % n])
+            .filter(|u| u.is_up())
+            .collect()
+    }
+
+    async fn resolve(&self, req: &Message, limit: usize) -> (Vec<u8>, ResponseCode) {
+        let Some(q) = req.queries.first() else {
+            return respond(req, ResponseCode::FormErr, &[], &[], &[], None, limit);
+        };
+        let hop = hops(req);
+        if hop >= MAX_HOPS {
+            self.stats.loops.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(zone = %self.name(), name = %q.name(), hops = hop, "forwarding loop detected; answering SERVFAIL");
+            return respond(req, ResponseCode::ServFail, &[], &[], &[], None, limit);
+        }
+        let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        let key: Key = (
+            q.name().to_lowercase().to_ascii(),
+            u16::from(q.query_type()),
+            u16::from(q.query_class()),
+            dnssec_ok,
+        );
+        let now = Instant::now();
+        if let Some(e) = self.cache.fresh(&key, now) {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return respond_entry(req, &e, TtlRule::Age(e.age_secs(now)), limit);
+        }
+        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+
+        let upstream_req = upstream_message(req, q, hop + 1, dnssec_ok);
+        let mut servfail: Option<Message> = None;
+        for u in self.order() {
+            let mut result = u
+                .exchange(upstream_req.clone(), false, ATTEMPT_TIMEOUT)
+                .await;
+            if let Ok(m) = &result
+                && m.metadata.truncation
+                && matches!(u.target, crate::config::Upstream::Plain(_))
+            {
+                result = u
+                    .exchange(upstream_req.clone(), true, ATTEMPT_TIMEOUT)
+                    .await;
+            }
+            match result {
+                Ok(m) if m.metadata.response_code == ResponseCode::ServFail => {
+                    // Answered, so healthy; but another upstream may do better.
+                    u.note_success(&self.name());
+                    servfail = Some(m);
+                }
+                Ok(m) => {
+                    u.note_success(&self.name());
+                    if let Some(ttl) = cache_ttl(&m) {
+                        self.cache.insert(key, &m, ttl, Instant::now());
+                    }
+                    let rcode = m.metadata.response_code;
+                    return respond(
+                        req,
+                        rcode,
+                        &m.answers,
+                        &m.authorities,
+                        &m.additionals,
+                        None,
+                        limit,
+                    );
+                }
+                Err(e) => u.note_failure(&self.name(), self.max_fails, &e),
+            }
+        }
+        if let Some(e) = self.cache.stale(&key, Instant::now()) {
+            self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(zone = %self.name(), name = %q.name(), "no upstream answered; serving stale (RFC 8767)");
+            return respond_entry(req, &e, TtlRule::Fixed(STALE_TTL), limit);
+        }
+        match servfail {
+            Some(m) => respond(
+                req,
+                ResponseCode::ServFail,
+                &m.answers,
+                &m.authorities,
+                &m.additionals,
+                None,
+                limit,
+            ),
+            None => respond(req, ResponseCode::ServFail, &[], &[], &[], None, limit),
+        }
+    }
+}
+
+/// The query as sent upstream: same question, RD set, EDNS with our hop count.
+fn upstream_message(req: &Message, q: &Query, hops: u8, dnssec_ok: bool) -> Message {
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.metadata.checking_disabled = req.metadata.checking_disabled;
+    m.add_query(q.clone());
+    let mut edns = Edns::new();
+    edns.set_max_payload(crate::answer::wire::EDNS_UDP);
+    edns.set_dnssec_ok(dnssec_ok);
+    edns.options_mut()
+        .insert(EdnsOption::Unknown(HOP_OPTION, vec![hops]));
+    m.set_edns(edns);
+    m
+}
+
+enum TtlRule {
+    /// Fresh cache hit: TTLs minus the entry's age.
+    Age(u32),
+    /// Stale answer: every TTL set to this.
+    Fixed(u32),
+}
+
+fn respond_entry(req: &Message, e: &Entry, rule: TtlRule, limit: usize) -> (Vec<u8>, ResponseCode) {
+    respond(
+        req,
+        e.rcode,
+        &e.answers,
+        &e.authorities,
+        &e.additionals,
+        Some(rule),
+        limit,
+    )
+}
+
+/// Builds the client's response: its ID, question (case echoed) and flags,
+/// the upstream's records, our EDNS; TC when it does not fit `limit`.
+fn respond(
+    req: &Message,
+    rcode: ResponseCode,
+    answers: &[Record],
+    authorities: &[Record],
+    additionals: &[Record],
+    ttl: Option<TtlRule>,
+    limit: usize,
+) -> (Vec<u8>, ResponseCode) {
+    let adjust = |records: &[Record]| -> Vec<Record> {
+        records
+            .iter()
+            .filter(|r| r.record_type() != RecordType::OPT)
+            .map(|r| {
+                let mut r = r.clone();
+                match &ttl {
+                    Some(TtlRule::Age(age)) => r.ttl = r.ttl.saturating_sub(*age),
+                    Some(TtlRule::Fixed(t)) => r.ttl = *t,
+                    None => {}
+                }
+                r
+            })
+            .collect()
+    };
+    let mut m = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = req.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.metadata.checking_disabled = req.metadata.checking_disabled;
+    m.metadata.response_code = rcode;
+    for q in &req.queries {
+        m.add_query(q.clone());
+    }
+    if let Some(e) = &req.edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(crate::answer::wire::EDNS_UDP);
+        edns.set_dnssec_ok(e.flags().dnssec_ok);
+        m.set_edns(edns);
+    }
+    let full = {
+        let mut full = m.clone();
+        full.answers = adjust(answers);
+        full.authorities = adjust(authorities);
+        full.additionals = adjust(additionals);
+        full
+    };
+    if let Ok(bytes) = full.to_vec() {
+        if bytes.len() <= limit {
+            return (bytes, rcode);
+        }
+        // Additional records are optional (RFC 2181 §9): drop them first.
+        let mut trimmed = full;
+        trimmed.additionals.clear();
+        if let Ok(bytes) = trimmed.to_vec()
+            && bytes.len() <= limit
+        {
+            return (bytes, rcode);
+        }
+        m.metadata.truncation = true;
+    } else {
+        m.metadata.response_code = ResponseCode::ServFail;
+    }
+    (m.to_vec().unwrap_or_default(), m.metadata.response_code)
+}
+
+/// A header-only error for a query hickory cannot decode.
+fn reply_error(query: &[u8], rcode: ResponseCode) -> (Vec<u8>, ResponseCode) {
+    let mut out = Vec::with_capacity(12);
+    let id = [
+        query.first().copied().unwrap_or(0),
+        query.get(1).copied().unwrap_or(0),
+    ];
+    let flags = [
+        query.get(2).copied().unwrap_or(0),
+        query.get(3).copied().unwrap_or(0),
+    ];
+    crate::answer::wire::write_header_only(
+        &mut out,
+        u16::from_be_bytes(id),
+        flags,
+        u16::from(rcode) as u8,
+    );
+    (out, rcode)
+}
