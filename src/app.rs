@@ -67,10 +67,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .clusters
         .iter()
         .map(|c| {
-            Arc::new(ClusterHandle::new(ClusterSpec::from_settings(
-                c,
-                settings.dns.ttl,
-            )))
+            let spec = ClusterSpec::from_settings(c, settings.dns.ttl)
+                .with_clusterset(settings.clusterset.as_ref().map(|cs| cs.zone.clone()));
+            Arc::new(ClusterHandle::new(spec))
         })
         .collect();
     let watch = settings
@@ -83,9 +82,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     // answer, with forward beside it, then the listeners that feed them.
     let engine = Arc::new(Engine::new(&settings, &clusters));
     let forwarder = Arc::new(Forwarder::new(&settings.forward)?);
-    let metrics = Metrics::new(engine.zone_names(), clusters.clone(), Arc::clone(&forwarder));
+    let metrics = Metrics::new(engine.zone_names(), clusters.clone(), Arc::clone(&forwarder), engine.clusterset_stats());
     let shared = Shared { engine: Arc::clone(&engine), forwarder: Arc::clone(&forwarder), metrics: metrics.clone() };
     let mut tasks = vec![tokio::spawn(Arc::clone(&forwarder).probe_forever())];
+    if let Some(cs) = engine.clusterset_stats() {
+        tasks.push(tokio::spawn(cs.monitor()));
+    }
     let mut dns = Vec::new();
     let mut udp = Vec::new();
     for addr in &settings.dns.listen {

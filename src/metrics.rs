@@ -13,6 +13,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::answer::Outcome;
+use crate::answer::clusterset::ClustersetStats;
 use crate::answer::wire::{qtype, rcode};
 use crate::forward::{Forwarder, RTT_BUCKETS};
 use crate::index::{ClusterHandle, Kind, unix_ms};
@@ -121,6 +122,7 @@ struct Inner {
     workers: Mutex<Vec<Arc<WorkerStats>>>,
     clusters: Vec<Arc<ClusterHandle>>,
     forwarder: Arc<Forwarder>,
+    clusterset: Option<Arc<ClustersetStats>>,
 }
 
 /// The metrics of one running crossdns.
@@ -128,13 +130,13 @@ struct Inner {
 pub struct Metrics(Arc<Inner>);
 
 impl Metrics {
-    pub fn new(zone_names: Vec<String>, clusters: Vec<Arc<ClusterHandle>>, forwarder: Arc<Forwarder>) -> Self {
-        Self(Arc::new(Inner {
-            zone_names,
-            workers: Mutex::new(Vec::new()),
-            clusters,
-            forwarder,
-        }))
+    pub fn new(
+        zone_names: Vec<String>,
+        clusters: Vec<Arc<ClusterHandle>>,
+        forwarder: Arc<Forwarder>,
+        clusterset: Option<Arc<ClustersetStats>>,
+    ) -> Self {
+        Self(Arc::new(Inner { zone_names, workers: Mutex::new(Vec::new()), clusters, forwarder, clusterset }))
     }
 
     /// Counters for a new listener thread or task.
@@ -293,6 +295,7 @@ impl Collector for Metrics {
         hist.encode(m)?;
 
         self.encode_clusters(&mut enc)?;
+        self.encode_clusterset(&mut enc)?;
         self.encode_forward(&mut enc)
     }
 }
@@ -441,5 +444,36 @@ impl Metrics {
         counter(enc, "forward_loops", "Queries refused with SERVFAIL because they had been forwarded too often.", &per_zone(|z| z.stats.loops.load(Ordering::Relaxed)))?;
         let entries: Vec<_> = zones.iter().map(|z| (zl(z), z.cache_len() as f64)).collect();
         gauge(enc, "forward_cache_entries", "Answers held in the forward cache.", &entries)
+    }
+}
+
+impl Metrics {
+    fn encode_clusterset(&self, enc: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        let Some(cs) = &self.0.clusterset else { return Ok(()) };
+        let now = unix_ms();
+        let fresh: Vec<_> = cs
+            .clusters
+            .iter()
+            .map(|c| {
+                let healthy = c.status.synced() && !c.status.stale(cs.stale_after, now);
+                (vec![("cluster", c.spec.name.clone())], f64::from(u8::from(healthy)))
+            })
+            .collect();
+        gauge(enc, "clusterset_cluster_fresh", "1 while the cluster is synced and not stale (failing for less than stale_after).", &fresh)?;
+        let transitions: Vec<_> = cs
+            .clusters
+            .iter()
+            .zip(&cs.transitions)
+            .map(|(c, t)| (vec![("cluster", c.spec.name.clone())], t.load(Ordering::Relaxed)))
+            .collect();
+        counter(enc, "clusterset_cluster_transitions", "Clusters going stale or fresh again.", &transitions)?;
+        let flips: Vec<_> = cs
+            .clusters
+            .iter()
+            .map(|c| (vec![("cluster", c.spec.name.clone())], c.status.service_health_transitions.load(Ordering::Relaxed)))
+            .collect();
+        counter(enc, "clusterset_service_health_transitions", "Services whose ready-endpoint health flipped in a cluster.", &flips)?;
+        counter(enc, "clusterset_failovers", "Clusterset answers where the preferred cluster was unhealthy and others answered.", &[(vec![], cs.failovers.load(Ordering::Relaxed))])?;
+        counter(enc, "clusterset_all_down", "Clusterset queries for a service with no healthy cluster (answered per all_down).", &[(vec![], cs.all_down.load(Ordering::Relaxed))])
     }
 }

@@ -36,6 +36,8 @@ pub enum Found<'s> {
     Address(IpAddr),
     /// Reverse names for an address.
     Ptr(&'s [WireName]),
+    /// Records assembled at query time (the clusterset's merged answers).
+    Merged(super::clusterset::Merged),
     /// The name exists with no records (an empty non-terminal).
     Nodata,
     Nxdomain,

@@ -3,6 +3,7 @@
 //! applies the name grammar (`lookup`), and writes the response (`wire`).
 //! Reads snapshots only; never sees Kubernetes types; does no I/O.
 
+pub mod clusterset;
 pub mod lookup;
 pub mod wire;
 
@@ -17,6 +18,7 @@ use hickory_proto::rr::rdata::{NS, SOA, TXT};
 use crate::config::{AllowList, Settings};
 use crate::dnsname::WireName;
 use crate::index::{ClusterHandle, Node, Rrset, push_rr_tail};
+use clusterset::{ClustersetStats, ClustersetZone};
 use lookup::{Family, Found, Member};
 use wire::{Chunk, Query, Reject, ResponseWriter, qtype, rcode};
 
@@ -43,6 +45,7 @@ enum ZoneKind {
     Reverse(Family),
     /// A stub zone: handed to the forwarder (index into `Settings::forward`).
     Forward(usize),
+    Clusterset(ClustersetZone),
 }
 
 /// What a listener does with a packet.
@@ -115,6 +118,11 @@ impl Engine {
                 by_apex.insert(apex.as_bytes().into(), zones.len());
                 zones.push(Zone::new(apex, ZoneKind::Reverse(family), ttl, serial));
             }
+        }
+        if let Some(cs) = &settings.clusterset {
+            by_apex.insert(cs.zone.as_bytes().into(), zones.len());
+            let kind = ZoneKind::Clusterset(ClustersetZone::new(cs, clusters));
+            zones.push(Zone::new(cs.zone.clone(), kind, ttl, serial));
         }
         for (i, fw) in settings.forward.iter().enumerate() {
             by_apex.insert(fw.zone.as_bytes().into(), zones.len());
@@ -207,6 +215,7 @@ impl Engine {
             ZoneKind::Reverse(family) => {
                 lookup::reverse_zone(&self.clusters, *family, &q.name, at, emit)
             }
+            ZoneKind::Clusterset(cs) => cs.lookup(&q.name, at, q.qtype, emit),
             ZoneKind::Forward(_) => return Step::Drop, // handed off above
         };
         Step::Reply(Outcome {
@@ -292,6 +301,15 @@ impl Engine {
                 }
                 w.count(0, n);
             }
+            Found::Merged(m) => {
+                if w.len() + m.answer.len() + wire::opt_len(q) > limit {
+                    return truncated(w, q);
+                }
+                w.push(0, Chunk { count: m.count, bytes: &m.answer });
+                if w.len() + m.extra.len() + wire::opt_len(q) <= limit {
+                    w.push(2, Chunk { count: m.extra_count, bytes: &m.extra });
+                }
+            }
             Found::Node(node) => {
                 select(node, want, &mut sets);
                 if sets[0].is_none() {
@@ -329,6 +347,14 @@ impl Engine {
         }
         w.finish(q, rcode::NOERROR, true, false);
         (rcode::NOERROR, false)
+    }
+
+    /// The clusterset's counters, if the config has a clusterset.
+    pub fn clusterset_stats(&self) -> Option<Arc<ClustersetStats>> {
+        self.zones.iter().find_map(|z| match &z.kind {
+            ZoneKind::Clusterset(cs) => Some(Arc::clone(&cs.stats)),
+            _ => None,
+        })
     }
 }
 

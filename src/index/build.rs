@@ -1,6 +1,7 @@
 //! Builds the DNS records of one Service from its minimal structs, per the
 //! Kubernetes DNS-Based Service Discovery spec 1.1.0 (§2.3 ClusterIP, §2.4
-//! headless, §2.5 ExternalName) and design.md §1. Pure functions.
+//! headless, §2.5 ExternalName), design.md §1, and this cluster's part of the
+//! clusterset names (Multi-Cluster Services DNS, KEP-1645). Pure functions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -11,15 +12,21 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, SRV};
 
 use super::rrset::{Node, RrsetBuilder};
 use super::sharded::Hasher;
-use super::snapshot::ServiceRecords;
+use super::snapshot::{ClustersetRecords, ServiceRecords};
 use super::{ClusterSpec, EndpointSlice, LbIngress, Protocol, Service, ServiceKind};
-use crate::config::ServiceAddress;
+use crate::config::{ClustersetPolicy, ServiceAddress};
 use crate::dnsname::{WireName, dashed_ip};
 
 const TYPE_A: u16 = 1;
 const TYPE_CNAME: u16 = 5;
 const TYPE_AAAA: u16 = 28;
 const TYPE_SRV: u16 = 33;
+
+/// Annotations read for the clusterset view.
+pub const ANNOTATION_EXPORT: &str = "crossdns.io/export";
+pub const ANNOTATION_POLICY: &str = "crossdns.io/policy";
+pub const ANNOTATION_FAILOVER_ORDER: &str = "crossdns.io/failover-order";
+pub const ANNOTATION_WEIGHTS: &str = "crossdns.io/weights";
 
 /// The records of one service plus the reverse names it contributes.
 #[derive(Debug)]
@@ -30,20 +37,19 @@ pub struct Built {
 
 /// `<svc>.<ns>` as lower-case wire labels: the snapshot's service key.
 pub fn service_key_wire(ns: &str, name: &str) -> Option<Box<[u8]>> {
-    WireName::from_labels([name, ns])
-        .ok()
-        .map(|w| w.as_bytes().into())
+    WireName::from_labels([name, ns]).ok().map(|w| w.as_bytes().into())
 }
 
 /// `<svc>.<ns>.svc.<zone>`.
 pub fn service_fqdn(spec: &ClusterSpec, ns: &str, name: &str) -> Option<WireName> {
-    WireName::from_labels([name, ns, "svc"])
-        .ok()?
-        .join(&spec.zone)
-        .ok()
+    svc_name_in(&spec.zone, ns, name)
 }
 
-fn addr_sets(ttl: u32, ips: impl IntoIterator<Item = IpAddr>) -> (RrsetBuilder, RrsetBuilder) {
+fn svc_name_in(zone: &WireName, ns: &str, name: &str) -> Option<WireName> {
+    WireName::from_labels([name, ns, "svc"]).ok()?.join(zone).ok()
+}
+
+fn addr_node(ttl: u32, ips: impl IntoIterator<Item = IpAddr>) -> Node {
     let mut a = RrsetBuilder::new(TYPE_A, ttl);
     let mut aaaa = RrsetBuilder::new(TYPE_AAAA, ttl);
     for ip in ips {
@@ -52,11 +58,6 @@ fn addr_sets(ttl: u32, ips: impl IntoIterator<Item = IpAddr>) -> (RrsetBuilder, 
             IpAddr::V6(v6) => aaaa.push(&RData::AAAA(AAAA(v6))),
         }
     }
-    (a, aaaa)
-}
-
-fn addr_node(ttl: u32, ips: impl IntoIterator<Item = IpAddr>) -> Node {
-    let (a, aaaa) = addr_sets(ttl, ips);
     Node::new([a.finish(), aaaa.finish()])
 }
 
@@ -89,11 +90,25 @@ fn members(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]) -> BTre
                     (None, Some(pod)) if spec.endpoint_pod_names => pod.clone(),
                     _ => dashed_ip(ip),
                 };
-                out.insert(Member {
-                    label: label.to_ascii_lowercase(),
-                    ip,
-                });
+                out.insert(Member { label: label.to_ascii_lowercase(), ip });
             }
+        }
+    }
+    out
+}
+
+/// Per named port and protocol: (port number, member) for every published
+/// member, with the port number its own slice declares (slices of one
+/// Service may differ).
+type SrvMembers = BTreeMap<(String, Protocol), BTreeSet<(u16, Member)>>;
+
+fn srv_members(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]) -> SrvMembers {
+    let mut out = SrvMembers::new();
+    for slice in slices {
+        let slice_members = members(spec, svc, &[slice]);
+        for port in slice.ports.iter().filter(|p| !p.name.is_empty()) {
+            let entry = out.entry((port.name.to_ascii_lowercase(), port.protocol)).or_default();
+            entry.extend(slice_members.iter().map(|m| (port.port, m.clone())));
         }
     }
     out
@@ -104,6 +119,7 @@ fn srv_weight(n: usize) -> u16 {
     (100 / n.max(1)).max(1) as u16
 }
 
+/// The snapshot key of `_<port>._<proto>` and the bare `_<proto>` label.
 fn srv_key(port_name: &str, proto: Protocol) -> Option<(Box<[u8]>, Box<[u8]>)> {
     let port = format!("_{port_name}");
     let proto = format!("_{}", proto.label());
@@ -111,45 +127,128 @@ fn srv_key(port_name: &str, proto: Protocol) -> Option<(Box<[u8]>, Box<[u8]>)> {
     Some((key.as_bytes().into(), proto.into_bytes().into_boxed_slice()))
 }
 
+/// Headless SRV: one record per member, targeting `host_name(label)`, with
+/// the targets' addresses for the additional section.
+fn headless_srv(
+    ttl: u32,
+    srv: &SrvMembers,
+    host_name: impl Fn(&str) -> Option<WireName>,
+) -> (HashMap<Box<[u8]>, Node, Hasher>, BTreeSet<Box<[u8]>>) {
+    let mut out = HashMap::with_hasher(Hasher::default());
+    let mut protos = BTreeSet::new();
+    for ((port_name, proto), set) in srv {
+        let Some((key, proto_label)) = srv_key(port_name, *proto) else { continue };
+        let targets: BTreeSet<(u16, &str)> = set.iter().map(|(p, m)| (*p, m.label.as_str())).collect();
+        let weight = srv_weight(targets.len());
+        let mut b = RrsetBuilder::new(TYPE_SRV, ttl);
+        for (port, label) in &targets {
+            if let Some(host) = host_name(label) {
+                b.push(&RData::SRV(SRV::new(0, weight, *port, host.to_hickory())));
+            }
+        }
+        let addressed: BTreeSet<&Member> = set.iter().map(|(_, m)| m).collect();
+        for m in addressed {
+            if let Some(host) = host_name(&m.label) {
+                push_addr_extra(&mut b, &host, m.ip);
+            }
+        }
+        if let Some(rrset) = b.finish() {
+            out.insert(key, Node::new([Some(rrset)]));
+            protos.insert(proto_label);
+        }
+    }
+    (out, protos)
+}
+
+/// ClusterIP SRV: one record per named Service port, targeting `target`.
+fn vip_srv(ttl: u32, svc: &Service, target: &WireName, addrs: &[IpAddr]) -> (HashMap<Box<[u8]>, Node, Hasher>, BTreeSet<Box<[u8]>>) {
+    let mut out = HashMap::with_hasher(Hasher::default());
+    let mut protos = BTreeSet::new();
+    for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
+        let Some((key, proto_label)) = srv_key(&port.name.to_ascii_lowercase(), port.protocol) else { continue };
+        let mut b = RrsetBuilder::new(TYPE_SRV, ttl);
+        b.push(&RData::SRV(SRV::new(0, 100, port.port, target.to_hickory())));
+        for ip in addrs {
+            push_addr_extra(&mut b, target, *ip);
+        }
+        if let Some(rrset) = b.finish() {
+            out.insert(key, Node::new([Some(rrset)]));
+            protos.insert(proto_label);
+        }
+    }
+    (out, protos)
+}
+
+/// What `<svc>` answers for a Service with a VIP, per `service_address`:
+/// addresses, or a CNAME to a load balancer's hostname.
+fn vip_answer(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice], vips: &[IpAddr]) -> (Vec<IpAddr>, Option<WireName>) {
+    match spec.service_address {
+        ServiceAddress::ClusterIp => (vips.to_vec(), None),
+        ServiceAddress::Endpoints => {
+            let set: BTreeSet<IpAddr> = members(spec, svc, slices).into_iter().map(|m| m.ip).collect();
+            (set.into_iter().collect(), None)
+        }
+        ServiceAddress::LoadBalancer => {
+            let ips: Vec<IpAddr> = svc
+                .lb_ingress
+                .iter()
+                .filter_map(|i| match i {
+                    LbIngress::Ip(ip) => Some(*ip),
+                    LbIngress::Hostname(_) => None,
+                })
+                .collect();
+            // Only one CNAME may exist at a name (RFC 2181 §10.1), and never
+            // beside addresses: IPs win, then the first hostname.
+            let cname = ips.is_empty().then(|| {
+                svc.lb_ingress.iter().find_map(|i| match i {
+                    LbIngress::Hostname(h) => Some(h.clone()),
+                    LbIngress::Ip(_) => None,
+                })
+            });
+            (ips, cname.flatten())
+        }
+    }
+}
+
 /// Builds the records for `svc`, or `None` when its name must not exist
-/// (a headless Service with no published endpoints is NXDOMAIN, spec §2.4.1).
-pub fn build_service(
-    spec: &ClusterSpec,
-    svc: &Service,
-    slices: &[&EndpointSlice],
-) -> Option<Built> {
+/// anywhere (a headless Service with no published endpoints is NXDOMAIN,
+/// spec §2.4.1; with a clusterset it still exists there, unhealthy).
+pub fn build_service(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]) -> Option<Built> {
     let fqdn = service_fqdn(spec, &svc.key.namespace, &svc.key.name)?;
-    let ttl = spec.ttl;
-    match &svc.kind {
+    let mut built = match &svc.kind {
         ServiceKind::ExternalName(target) => {
-            let mut cname = RrsetBuilder::new(TYPE_CNAME, ttl);
+            let mut cname = RrsetBuilder::new(TYPE_CNAME, spec.ttl);
             cname.push(&RData::CNAME(CNAME(target.to_hickory())));
             Some(Built {
-                records: ServiceRecords {
-                    own: Node::new([cname.finish()]),
-                    ..ServiceRecords::default()
-                },
+                records: ServiceRecords { own: Node::new([cname.finish()]), ..ServiceRecords::default() },
                 ptrs: Vec::new(),
             })
         }
         ServiceKind::Headless => build_headless(spec, svc, slices, &fqdn),
-        ServiceKind::ClusterIp(ips) => Some(build_cluster_ip(spec, svc, slices, &fqdn, ips)),
+        ServiceKind::ClusterIp(vips) => Some(build_cluster_ip(spec, svc, slices, &fqdn, vips)),
+    };
+    if let Some(cs) = clusterset_records(spec, svc, slices) {
+        match &mut built {
+            Some(b) => b.records.clusterset = Some(cs),
+            None => {
+                built = Some(Built {
+                    records: ServiceRecords { nxdomain: true, clusterset: Some(cs), ..ServiceRecords::default() },
+                    ptrs: Vec::new(),
+                })
+            }
+        }
     }
+    built
 }
 
-fn build_headless(
-    spec: &ClusterSpec,
-    svc: &Service,
-    slices: &[&EndpointSlice],
-    fqdn: &WireName,
-) -> Option<Built> {
+fn build_headless(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice], fqdn: &WireName) -> Option<Built> {
     let ttl = spec.ttl;
     let members = members(spec, svc, slices);
     if members.is_empty() {
         return None;
     }
-    let unique_ips: BTreeSet<IpAddr> = members.iter().map(|m| m.ip).collect();
-    let own = addr_node(ttl, unique_ips.iter().copied());
+    let own = addr_node(ttl, members.iter().map(|m| m.ip).collect::<BTreeSet<_>>());
+    let host_name = |label: &str| WireName::from_labels([label]).and_then(|h| h.join(fqdn)).ok();
 
     // Host names: every member label, possibly with several addresses.
     let mut by_label: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
@@ -157,145 +256,100 @@ fn build_headless(
         by_label.entry(m.label.as_str()).or_default().push(m.ip);
     }
     let mut hosts = HashMap::with_capacity_and_hasher(by_label.len(), Hasher::default());
-    let mut host_fqdns: BTreeMap<&str, WireName> = BTreeMap::new();
     let mut ptrs = Vec::with_capacity(members.len());
     for (label, ips) in &by_label {
-        let Ok(host) = WireName::from_labels([*label]).and_then(|h| h.join(fqdn)) else {
-            continue; // a label DNS cannot carry; the rest of the service still answers
-        };
-        for ip in ips {
-            ptrs.push((*ip, host.clone()));
-        }
+        // A label DNS cannot carry is left out; the rest still answers.
+        let Some(host) = host_name(label) else { continue };
+        ptrs.extend(ips.iter().map(|ip| (*ip, host.clone())));
         hosts.insert(label.as_bytes().into(), addr_node(ttl, ips.iter().copied()));
-        host_fqdns.insert(label, host);
     }
-
-    // SRV per named port: one record per member, with the port number its
-    // own slice declares (slices of one Service may differ).
-    let mut srv_members: BTreeMap<(String, Protocol), BTreeSet<(u16, &str, IpAddr)>> =
-        BTreeMap::new();
-    for slice in slices {
-        let slice_members = members_of_slice(spec, svc, slice);
-        for port in slice.ports.iter().filter(|p| !p.name.is_empty()) {
-            let entry = srv_members
-                .entry((port.name.to_ascii_lowercase(), port.protocol))
-                .or_default();
-            for m in &slice_members {
-                if let Some(known) = members.get(m) {
-                    entry.insert((port.port, known.label.as_str(), known.ip));
-                }
-            }
-        }
-    }
-    let mut srv = HashMap::with_hasher(Hasher::default());
-    let mut protos: BTreeSet<Box<[u8]>> = BTreeSet::new();
-    for ((port_name, proto), set) in &srv_members {
-        let Some((key, proto_label)) = srv_key(port_name, *proto) else {
-            continue;
-        };
-        let targets: BTreeSet<(u16, &str)> = set.iter().map(|(p, l, _)| (*p, *l)).collect();
-        let weight = srv_weight(targets.len());
-        let mut b = RrsetBuilder::new(TYPE_SRV, ttl);
-        for (port, label) in &targets {
-            if let Some(host) = host_fqdns.get(label) {
-                b.push(&RData::SRV(SRV::new(0, weight, *port, host.to_hickory())));
-            }
-        }
-        for (_, label, ip) in set {
-            if let Some(host) = host_fqdns.get(label) {
-                push_addr_extra(&mut b, host, *ip);
-            }
-        }
-        if let Some(set) = b.finish() {
-            srv.insert(key, Node::new([Some(set)]));
-            protos.insert(proto_label);
-        }
-    }
+    let (srv, protos) = headless_srv(ttl, &srv_members(spec, svc, slices), host_name);
     Some(Built {
-        records: ServiceRecords {
-            own,
-            hosts,
-            srv,
-            protos: protos.into_iter().collect(),
-        },
+        records: ServiceRecords { own, hosts, srv, protos: protos.into_iter().collect(), ..ServiceRecords::default() },
         ptrs,
     })
 }
 
-fn members_of_slice(spec: &ClusterSpec, svc: &Service, slice: &EndpointSlice) -> BTreeSet<Member> {
-    members(spec, svc, &[slice])
-}
-
-fn build_cluster_ip(
-    spec: &ClusterSpec,
-    svc: &Service,
-    slices: &[&EndpointSlice],
-    fqdn: &WireName,
-    vips: &[IpAddr],
-) -> Built {
-    let ttl = spec.ttl;
-    // What `<svc>.<ns>.svc.<zone>` answers, per `service_address`.
-    let mut cname = RrsetBuilder::new(TYPE_CNAME, ttl);
-    let addrs: Vec<IpAddr> = match spec.service_address {
-        ServiceAddress::ClusterIp => vips.to_vec(),
-        ServiceAddress::Endpoints => {
-            let set: BTreeSet<IpAddr> = members(spec, svc, slices)
-                .into_iter()
-                .map(|m| m.ip)
-                .collect();
-            set.into_iter().collect()
+fn build_cluster_ip(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice], fqdn: &WireName, vips: &[IpAddr]) -> Built {
+    let (addrs, cname) = vip_answer(spec, svc, slices, vips);
+    let own = match &cname {
+        Some(target) => {
+            let mut b = RrsetBuilder::new(TYPE_CNAME, spec.ttl);
+            b.push(&RData::CNAME(CNAME(target.to_hickory())));
+            Node::new([b.finish()])
         }
-        ServiceAddress::LoadBalancer => {
-            let mut ips = Vec::new();
-            for ing in &svc.lb_ingress {
-                match ing {
-                    LbIngress::Ip(ip) => ips.push(*ip),
-                    // Only one CNAME may exist at a name (RFC 2181 §10.1).
-                    LbIngress::Hostname(h) if cname.is_empty() && ips.is_empty() => {
-                        cname.push(&RData::CNAME(CNAME(h.to_hickory())));
-                    }
-                    LbIngress::Hostname(_) => {}
-                }
-            }
-            if !cname.is_empty() {
-                ips.clear();
-            }
-            ips
-        }
+        None => addr_node(spec.ttl, addrs.iter().copied()),
     };
-    let own = if cname.is_empty() {
-        addr_node(ttl, addrs.iter().copied())
-    } else {
-        Node::new([cname.finish()])
-    };
-
-    // SRV: one record per named port, targeting the service name (§2.3.2).
-    let mut srv = HashMap::with_hasher(Hasher::default());
-    let mut protos: BTreeSet<Box<[u8]>> = BTreeSet::new();
-    for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
-        let Some((key, proto_label)) = srv_key(&port.name.to_ascii_lowercase(), port.protocol)
-        else {
-            continue;
-        };
-        let mut b = RrsetBuilder::new(TYPE_SRV, ttl);
-        b.push(&RData::SRV(SRV::new(0, 100, port.port, fqdn.to_hickory())));
-        for ip in &addrs {
-            push_addr_extra(&mut b, fqdn, *ip);
-        }
-        if let Some(set) = b.finish() {
-            srv.insert(key, Node::new([Some(set)]));
-            protos.insert(proto_label);
-        }
-    }
+    let (srv, protos) = vip_srv(spec.ttl, svc, fqdn, &addrs);
     // PTR for the VIPs (spec §2.3.4), whatever `service_address` answers.
     let ptrs = vips.iter().map(|ip| (*ip, fqdn.clone())).collect();
     Built {
-        records: ServiceRecords {
-            own,
-            hosts: HashMap::with_hasher(Hasher::default()),
-            srv,
-            protos: protos.into_iter().collect(),
-        },
+        records: ServiceRecords { own, srv, protos: protos.into_iter().collect(), ..ServiceRecords::default() },
         ptrs,
     }
+}
+
+fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
+    svc.annotations.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim())
+}
+
+/// Parses `crossdns.io/weights: region1=3,region2=1`; bad entries are skipped.
+pub fn parse_weights(s: &str) -> Vec<(String, u32)> {
+    s.split(',')
+        .filter_map(|pair| {
+            let (name, w) = pair.split_once('=')?;
+            Some((name.trim().to_owned(), w.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+pub fn parse_policy(s: &str) -> Option<ClustersetPolicy> {
+    match s {
+        "local-first" => Some(ClustersetPolicy::LocalFirst),
+        "failover" => Some(ClustersetPolicy::Failover),
+        "round-robin" => Some(ClustersetPolicy::RoundRobin),
+        "weighted" => Some(ClustersetPolicy::Weighted),
+        _ => None,
+    }
+}
+
+/// This cluster's part of `<svc>.<ns>.svc.<clusterset>`, unless there is no
+/// clusterset, the Service opted out, or it is an ExternalName.
+fn clusterset_records(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]) -> Option<Box<ClustersetRecords>> {
+    let cs_zone = spec.clusterset.as_ref()?;
+    if annotation(svc, ANNOTATION_EXPORT) == Some("false") || matches!(svc.kind, ServiceKind::ExternalName(_)) {
+        return None;
+    }
+    let ttl = spec.ttl;
+    let (ns, name) = (&svc.key.namespace, &svc.key.name);
+    let cs_fqdn = svc_name_in(cs_zone, ns, name)?;
+    let (addrs, srv) = match &svc.kind {
+        ServiceKind::Headless => {
+            let ips: BTreeSet<IpAddr> = members(spec, svc, slices).into_iter().map(|m| m.ip).collect();
+            // `<host>.<cluster>.<svc>.<ns>.svc.<clusterset>` (KEP-1645).
+            let host_name = |label: &str| {
+                WireName::from_labels([label, spec.name.as_str(), name.as_str(), ns.as_str(), "svc"])
+                    .and_then(|n| n.join(cs_zone))
+                    .ok()
+            };
+            let (srv, _) = headless_srv(ttl, &srv_members(spec, svc, slices), host_name);
+            (ips.into_iter().collect::<Vec<_>>(), srv)
+        }
+        ServiceKind::ClusterIp(vips) => {
+            let (addrs, _cname) = vip_answer(spec, svc, slices, vips);
+            let (srv, _) = vip_srv(ttl, svc, &cs_fqdn, &[]);
+            (addrs, srv)
+        }
+        ServiceKind::ExternalName(_) => return None,
+    };
+    Some(Box::new(ClustersetRecords {
+        ready: slices.iter().flat_map(|s| &s.endpoints).any(|e| e.ready && !e.addresses.is_empty()),
+        addrs: addr_node(ttl, addrs),
+        srv,
+        policy: annotation(svc, ANNOTATION_POLICY).and_then(parse_policy),
+        failover_order: annotation(svc, ANNOTATION_FAILOVER_ORDER)
+            .map(|s| s.split(',').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect())
+            .unwrap_or_default(),
+        weights: annotation(svc, ANNOTATION_WEIGHTS).map(parse_weights).unwrap_or_default().into(),
+    }))
 }

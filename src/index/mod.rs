@@ -18,7 +18,7 @@ use arc_swap::ArcSwapOption;
 
 pub use rrset::{Node, QNAME_POINTER, Rrset, RrsetBuilder, push_rr_tail};
 pub use sharded::ShardedMap;
-pub use snapshot::{ServiceRecords, Snapshot};
+pub use snapshot::{ClustersetRecords, ServiceRecords, Snapshot};
 pub use store::ClusterStore;
 
 use crate::config::{ClusterSettings, PodsMode, ServiceAddress};
@@ -220,6 +220,9 @@ pub struct ClusterSpec {
     pub service_address: ServiceAddress,
     pub pods: PodsMode,
     pub endpoint_pod_names: bool,
+    /// The clusterset zone, when the config has one: services then also
+    /// carry their clusterset records.
+    pub clusterset: Option<WireName>,
 }
 
 impl ClusterSpec {
@@ -232,7 +235,14 @@ impl ClusterSpec {
             service_address: c.service_address,
             pods: c.pods,
             endpoint_pod_names: c.endpoint_pod_names,
+            clusterset: None,
         }
+    }
+
+    /// Adds the clusterset zone (names under it are built too).
+    pub fn with_clusterset(mut self, zone: Option<WireName>) -> Self {
+        self.clusterset = zone;
+        self
     }
 
     pub fn watches_namespace(&self, ns: &str) -> bool {
@@ -249,17 +259,23 @@ pub struct ClusterHandle {
     pub status: ClusterStatus,
 }
 
-/// Health counters of one cluster's sources, for `/readyz` and `/metrics`.
+/// Health counters of one cluster's sources, for `/readyz`, `/metrics` and
+/// the clusterset's staleness rule.
 #[derive(Debug, Default)]
 pub struct ClusterStatus {
     synced: AtomicBool,
     /// Unix milliseconds of the last event from the source.
     last_event_ms: AtomicU64,
-    /// Unix milliseconds since the source has been failing; 0 when healthy.
-    failing_since_ms: AtomicU64,
+    /// Since when the watch has been erroring; 0 when it is fine.
+    watch_failing_since_ms: AtomicU64,
+    /// Since the last successful apiserver probe, while probes fail; 0 when fine.
+    probe_failing_since_ms: AtomicU64,
+    last_probe_ok_ms: AtomicU64,
     pub watch_restarts: AtomicU64,
     pub skipped_objects: AtomicU64,
     pub publishes: AtomicU64,
+    /// Services whose clusterset health (a ready endpoint) flipped.
+    pub service_health_transitions: AtomicU64,
     objects: [AtomicU64; 5],
 }
 
@@ -274,34 +290,52 @@ impl ClusterStatus {
         self.synced.load(Ordering::Acquire)
     }
 
+    /// The source delivered something: its watch works.
     pub fn note_event(&self) {
         self.last_event_ms.store(unix_ms(), Ordering::Relaxed);
+        self.watch_failing_since_ms.store(0, Ordering::Relaxed);
     }
 
     pub fn last_event_ms(&self) -> u64 {
         self.last_event_ms.load(Ordering::Relaxed)
     }
 
-    /// Marks the source as failing (keeps the earliest failure time).
-    pub fn note_failure(&self) {
-        let _ = self.failing_since_ms.compare_exchange(
-            0,
-            unix_ms(),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+    /// The watch failed (keeps the earliest failure time).
+    pub fn note_watch_failure(&self) {
+        let _ = self.watch_failing_since_ms.compare_exchange(0, unix_ms(), Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    pub fn note_healthy(&self) {
-        self.failing_since_ms.store(0, Ordering::Relaxed);
+    /// The apiserver answered a liveness probe.
+    pub fn note_probe_ok(&self) {
+        self.last_probe_ok_ms.store(unix_ms(), Ordering::Relaxed);
+        self.probe_failing_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// A probe failed. The failure is dated from the last good contact, so a
+    /// silent stall counts from when it began, not from when it was noticed.
+    pub fn note_probe_failure(&self) {
+        let since = match self.last_probe_ok_ms.load(Ordering::Relaxed).max(self.last_event_ms()) {
+            0 => unix_ms(),
+            t => t,
+        };
+        let _ = self.probe_failing_since_ms.compare_exchange(0, since, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Unix milliseconds since when the source has been failing, if it is.
     pub fn failing_since_ms(&self) -> Option<u64> {
-        match self.failing_since_ms.load(Ordering::Relaxed) {
-            0 => None,
-            t => Some(t),
+        let w = self.watch_failing_since_ms.load(Ordering::Relaxed);
+        let p = self.probe_failing_since_ms.load(Ordering::Relaxed);
+        match (w, p) {
+            (0, 0) => None,
+            (0, t) | (t, 0) => Some(t),
+            (a, b) => Some(a.min(b)),
         }
+    }
+
+    /// True when the source has been failing for longer than `after`.
+    pub fn stale(&self, after: std::time::Duration, now_ms: u64) -> bool {
+        self.failing_since_ms()
+            .is_some_and(|t| now_ms.saturating_sub(t) > after.as_millis() as u64)
     }
 
     pub fn objects(&self, kind: Kind) -> u64 {

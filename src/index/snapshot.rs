@@ -23,6 +23,29 @@ pub struct ServiceRecords {
     pub srv: HashMap<Box<[u8]>, Node, Hasher>,
     /// The `_<proto>` labels (bare) that exist as empty non-terminals.
     pub protos: Box<[Box<[u8]>]>,
+    /// The name does not exist in the cluster's own zone (a headless Service
+    /// with no published endpoints) but the Service exists for the clusterset.
+    pub nxdomain: bool,
+    /// This cluster's part of `<svc>.<ns>.svc.<clusterset>`; `None` when
+    /// there is no clusterset or the Service opted out (`crossdns.io/export`).
+    pub clusterset: Option<Box<ClustersetRecords>>,
+}
+
+/// One cluster's contribution to a Service's clusterset names.
+#[derive(Debug, Clone, Default)]
+pub struct ClustersetRecords {
+    /// At least one ready endpoint (ClusterIP services included): the
+    /// service-level half of "healthy" (design.md §1, issue rules).
+    pub ready: bool,
+    /// A/AAAA this cluster adds to `<svc>.<ns>.svc.<clusterset>`.
+    pub addrs: Node,
+    /// SRV records (and target addresses) this cluster adds, keyed like
+    /// `ServiceRecords::srv`; headless targets carry the cluster label.
+    pub srv: HashMap<Box<[u8]>, Node, Hasher>,
+    /// Annotation overrides (`crossdns.io/policy`, `failover-order`, `weights`).
+    pub policy: Option<crate::config::ClustersetPolicy>,
+    pub failover_order: Box<[String]>,
+    pub weights: Box<[(String, u32)]>,
 }
 
 impl ServiceRecords {
@@ -48,8 +71,16 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The service's records in the cluster's own zone.
     pub fn service(&self, svc_ns_wire: &[u8]) -> Option<&ServiceRecords> {
-        self.services.get(svc_ns_wire).map(AsRef::as_ref)
+        self.services.get(svc_ns_wire).map(AsRef::as_ref).filter(|s| !s.nxdomain)
+    }
+
+    /// The service as the clusterset sees it (exists even when the cluster
+    /// zone says NXDOMAIN), if exported.
+    pub fn clusterset_service(&self, svc_ns_wire: &[u8]) -> Option<(&ServiceRecords, &ClustersetRecords)> {
+        let s = self.services.get(svc_ns_wire)?;
+        s.clusterset.as_deref().map(|cs| (s.as_ref(), cs))
     }
 
     pub fn has_namespace(&self, ns: &[u8]) -> bool {

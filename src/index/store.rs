@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::build::{build_service, service_fqdn, service_key_wire};
-use super::snapshot::Snapshot;
+use super::snapshot::{ServiceRecords, Snapshot};
 use super::{Change, ClusterSpec, EndpointSlice, Kind, ObjKey, Object, Pod, Service, StatefulSet};
 use crate::config::PodsMode;
 use crate::dnsname::WireName;
@@ -28,6 +28,8 @@ pub struct ClusterStore {
     ptr_of: HashMap<ObjKey, Vec<IpAddr>>,
 
     dirty_services: HashSet<ObjKey>,
+    /// Services whose clusterset health flipped in the last publish.
+    health_flips: Vec<(ObjKey, bool)>,
     namespaces_dirty: bool,
     statefulsets_dirty: bool,
     dirty_pod_ips: HashSet<IpAddr>,
@@ -49,6 +51,7 @@ impl ClusterStore {
             statefulsets: HashMap::new(),
             ptr_of: HashMap::new(),
             dirty_services: HashSet::new(),
+            health_flips: Vec::new(),
             namespaces_dirty: true,
             statefulsets_dirty: true,
             dirty_pod_ips: HashSet::new(),
@@ -311,6 +314,14 @@ impl ClusterStore {
                 .collect();
             build_service(&self.spec, svc, &slices)
         });
+        let ready = |r: Option<&ServiceRecords>| r.and_then(|r| r.clusterset.as_ref()).map(|c| c.ready);
+        let was = ready(self.next.services.get(&wire_key).map(AsRef::as_ref));
+        let now = ready(built.as_ref().map(|b| &b.records));
+        if let (Some(was), Some(now)) = (was, now)
+            && was != now
+        {
+            self.health_flips.push((key.clone(), now));
+        }
         match built {
             None => {
                 self.next.services.remove(&wire_key);
@@ -325,6 +336,12 @@ impl ClusterStore {
                 self.next.services.insert(wire_key, Arc::new(built.records));
             }
         }
+    }
+
+    /// Services whose clusterset health (a ready endpoint) flipped since the
+    /// last call, with their new state.
+    pub fn take_health_flips(&mut self) -> Vec<(ObjKey, bool)> {
+        std::mem::take(&mut self.health_flips)
     }
 
     fn add_ptr(&mut self, ip: IpAddr, name: WireName) {

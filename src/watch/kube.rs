@@ -53,7 +53,7 @@ pub async fn run(
             }
         }
     };
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(probe(client.clone(), Arc::clone(&handle)))];
     for scope in scopes {
         tasks.push(tokio::spawn(watch_scope(
             cluster.clone(),
@@ -66,6 +66,34 @@ pub async fn run(
     // Hold the watchers; aborting this task aborts them too.
     let _guard = super::ClusterTasks(tasks.into_iter().map(super::CancelOnDrop).collect());
     std::future::pending::<()>().await;
+}
+
+/// How often the apiserver is asked whether it is alive: a stalled
+/// apiserver sends no watch error, so silence alone must be noticed.
+const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+async fn probe(client: kube::Client, handle: Arc<ClusterHandle>) {
+    let name = handle.spec.name.clone();
+    loop {
+        match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
+            Ok(Ok(_)) => {
+                if handle.status.failing_since_ms().is_some() {
+                    tracing::debug!(cluster = %name, "apiserver answers its probe");
+                }
+                handle.status.note_probe_ok();
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(cluster = %name, error = %e, "apiserver probe failed");
+                handle.status.note_probe_failure();
+            }
+            Err(_) => {
+                tracing::debug!(cluster = %name, "apiserver probe timed out");
+                handle.status.note_probe_failure();
+            }
+        }
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
 }
 
 async fn client(

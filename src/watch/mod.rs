@@ -129,6 +129,10 @@ async fn writer(
             for kind in Kind::ALL {
                 handle.status.set_objects(kind, store.count(kind));
             }
+            for (service, ready) in store.take_health_flips() {
+                handle.status.service_health_transitions.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(cluster = %name, %service, ready, "service health for the clusterset changed");
+            }
             if first_sync {
                 tracing::info!(
                     cluster = %name,
@@ -151,19 +155,17 @@ fn apply(
     match ev {
         SourceEvent::Change(change) => {
             handle.status.note_event();
-            handle.status.note_healthy();
             store.apply(change);
         }
         SourceEvent::Synced(scope) => {
             handle.status.note_event();
-            handle.status.note_healthy();
             pending.remove(&scope);
         }
         SourceEvent::Failing(why) => {
             if handle.status.failing_since_ms().is_none() {
                 tracing::warn!(cluster = %handle.spec.name, error = %why, "cluster source failing; keeping the last snapshot");
             }
-            handle.status.note_failure();
+            handle.status.note_watch_failure();
             handle.status.watch_restarts.fetch_add(1, Ordering::Relaxed);
         }
     }
