@@ -214,7 +214,12 @@ impl ClustersetZone {
             let mut n = 0u16;
             for i in &chosen {
                 let Some((_, cs)) = entries.iter().find(|(j, _)| j == i) else { continue };
-                if let Some(set) = cs.addrs.get(*t) {
+                // Last-healthy answers fall back to not-ready endpoints.
+                let set = match ttl {
+                    Some(_) => cs.addrs.get(*t).or_else(|| cs.fallback.get(*t)),
+                    None => cs.addrs.get(*t),
+                };
+                if let Some(set) = set {
                     out.answer.extend_from_slice(set.answer());
                     n += set.count;
                 }

@@ -323,6 +323,13 @@ fn clusterset_records(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlic
     let ttl = spec.ttl;
     let (ns, name) = (&svc.key.namespace, &svc.key.name);
     let cs_fqdn = svc_name_in(cs_zone, ns, name)?;
+    let readiness_dependent = matches!(svc.kind, ServiceKind::Headless) || spec.service_address == ServiceAddress::Endpoints;
+    let fallback = if readiness_dependent {
+        let all: BTreeSet<IpAddr> = slices.iter().flat_map(|s| &s.endpoints).flat_map(|e| e.addresses.iter().copied()).collect();
+        addr_node(ttl, all)
+    } else {
+        Node::default()
+    };
     let (addrs, srv) = match &svc.kind {
         ServiceKind::Headless => {
             let ips: BTreeSet<IpAddr> = members(spec, svc, slices).into_iter().map(|m| m.ip).collect();
@@ -345,6 +352,7 @@ fn clusterset_records(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlic
     Some(Box::new(ClustersetRecords {
         ready: slices.iter().flat_map(|s| &s.endpoints).any(|e| e.ready && !e.addresses.is_empty()),
         addrs: addr_node(ttl, addrs),
+        fallback,
         srv,
         policy: annotation(svc, ANNOTATION_POLICY).and_then(parse_policy),
         failover_order: annotation(svc, ANNOTATION_FAILOVER_ORDER)

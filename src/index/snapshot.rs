@@ -39,6 +39,10 @@ pub struct ClustersetRecords {
     pub ready: bool,
     /// A/AAAA this cluster adds to `<svc>.<ns>.svc.<clusterset>`.
     pub addrs: Node,
+    /// Every endpoint address, ready or not, where `addrs` depends on
+    /// readiness (headless, `service_address: endpoints`): what
+    /// `all_down: last-healthy` answers once no endpoint is ready.
+    pub fallback: Node,
     /// SRV records (and target addresses) this cluster adds, keyed like
     /// `ServiceRecords::srv`; headless targets carry the cluster label.
     pub srv: HashMap<Box<[u8]>, Node, Hasher>,
