@@ -476,6 +476,8 @@ const TABLE: &[Row] = &[
     // A cluster that never synced: SERVFAIL, never NXDOMAIN.
     row("web.default.svc.cluster.dead.", A, ServFail, &[]),
     row("anything.cluster.dead.", A, ServFail, &[]),
+    row("cluster.dead.", SOA, ServFail, &[]),
+    row("dns-version.cluster.dead.", TXT, ServFail, &[]),
     // Reverse: unknown address, and the names above addresses.
     row("1.2.3.4.in-addr.arpa.", PTR, ServFail, &[]), // `dead` might know it
     row("96.10.in-addr.arpa.", PTR, NoError, &[]),

@@ -201,7 +201,7 @@ impl ClustersetZone {
             (self.choose(policy, source, &healthy), None)
         };
         tracing::debug!(
-            service = %String::from_utf8_lossy(key),
+            service = %crate::dnsname::Labels::new(key).map(String::from_utf8_lossy).collect::<Vec<_>>().join("."),
             ?policy,
             healthy = ?healthy.iter().map(|i| &self.members[*i].cluster.spec.name).collect::<Vec<_>>(),
             chosen = ?chosen.iter().map(|i| &self.members[*i].cluster.spec.name).collect::<Vec<_>>(),

@@ -53,17 +53,21 @@ pub fn cluster_zone<R>(
     k: usize,
     f: impl FnOnce(Found<'_>) -> R,
 ) -> R {
+    // Names not tied to one namespace answer only once every cluster of the
+    // zone has synced: before that the zone says SERVFAIL, never NXDOMAIN.
     let all_synced = || members.iter().all(|m| m.cluster.status.synced());
-    if k == 0 {
-        return f(Found::Apex);
+    let top = (k > 0).then(|| name.label(k - 1));
+    let namespaced = matches!(top, Some(b"svc" | b"pod")) && k >= 2;
+    if !namespaced && !all_synced() {
+        return f(Found::Servfail);
     }
-    let top = name.label(k - 1);
+    let Some(top) = top else {
+        return f(Found::Apex);
+    };
     match (top, k) {
         (b"dns-version", 1) => return f(Found::DnsVersion),
-        (b"svc" | b"pod", 1) if !all_synced() => return f(Found::Servfail),
         (b"svc", 1) => return f(Found::Nodata),
         (b"svc" | b"pod", _) => {}
-        _ if !all_synced() => return f(Found::Servfail),
         _ => return f(Found::Nxdomain),
     }
     // `<...>.<ns>.svc|pod.<zone>`: the namespace label picks the cluster.

@@ -120,7 +120,12 @@ fn srv_weight(n: usize) -> u16 {
 }
 
 /// The snapshot key of `_<port>._<proto>` and the bare `_<proto>` label.
-fn srv_key(port_name: &str, proto: Protocol) -> Option<(Box<[u8]>, Box<[u8]>)> {
+/// `_<port>._<proto>` in wire form, and the bare `_<proto>` label.
+type SrvKey = (Box<[u8]>, Box<[u8]>);
+/// SRV nodes by `SrvKey.0`, and the `_<proto>` labels that exist.
+type SrvNodes = (HashMap<Box<[u8]>, Node, Hasher>, BTreeSet<Box<[u8]>>);
+
+fn srv_key(port_name: &str, proto: Protocol) -> Option<SrvKey> {
     let port = format!("_{port_name}");
     let proto = format!("_{}", proto.label());
     let key = WireName::from_labels([port.as_str(), proto.as_str()]).ok()?;
@@ -133,7 +138,7 @@ fn headless_srv(
     ttl: u32,
     srv: &SrvMembers,
     host_name: impl Fn(&str) -> Option<WireName>,
-) -> (HashMap<Box<[u8]>, Node, Hasher>, BTreeSet<Box<[u8]>>) {
+) -> SrvNodes {
     let mut out = HashMap::with_hasher(Hasher::default());
     let mut protos = BTreeSet::new();
     for ((port_name, proto), set) in srv {
@@ -161,7 +166,7 @@ fn headless_srv(
 }
 
 /// ClusterIP SRV: one record per named Service port, targeting `target`.
-fn vip_srv(ttl: u32, svc: &Service, target: &WireName, addrs: &[IpAddr]) -> (HashMap<Box<[u8]>, Node, Hasher>, BTreeSet<Box<[u8]>>) {
+fn vip_srv(ttl: u32, svc: &Service, target: &WireName, addrs: &[IpAddr]) -> SrvNodes {
     let mut out = HashMap::with_hasher(Hasher::default());
     let mut protos = BTreeSet::new();
     for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {

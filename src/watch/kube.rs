@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::WatchStreamExt;
+
 use kube::runtime::watcher::{self, Event};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -30,6 +30,32 @@ use crate::index::{Change, ClusterHandle, Kind, ObjKey, Object};
 const WATCH_TIMEOUT_SECS: u32 = 25;
 const READ_TIMEOUT: Duration = Duration::from_secs(35);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Watch retries: exponential from 250 ms with jitter, capped at 5 s
+/// (kube's default grows to 30 s, which would keep a recovered cluster
+/// stale that long); reset by every successful list.
+#[derive(Debug, Default)]
+struct Exponential {
+    attempt: u32,
+}
+
+impl Iterator for Exponential {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        const MIN_MS: u64 = 250;
+        const MAX_MS: u64 = 5_000;
+        let ms = MIN_MS.saturating_mul(1 << self.attempt.min(10)).min(MAX_MS);
+        self.attempt = self.attempt.saturating_add(1);
+        // Full jitter on the upper half, so clusters do not retry in step.
+        Some(Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2)))
+    }
+}
+
+impl Exponential {
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
 
 /// Runs every watcher of one cluster until the task is aborted.
 pub async fn run(
@@ -194,51 +220,52 @@ async fn watch_scope(
         None => Api::all_with(client, &ar),
     };
     let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut bad = BadObjects::default();
-    let mut initial: Vec<Object> = Vec::new();
-    while let Some(item) = stream.next().await {
-        let event = match item {
-            Ok(Event::Init) => {
-                initial.clear();
-                continue;
-            }
-            Ok(Event::InitApply(obj)) => {
-                initial.extend(bad.convert(&cluster, kind, &handle, obj));
-                continue;
-            }
-            Ok(Event::InitDone) => {
-                let objects = std::mem::take(&mut initial);
-                tracing::debug!(
-                    cluster,
-                    kind = kind.as_str(),
-                    count = objects.len(),
-                    "listed"
-                );
-                if tx
-                    .send(SourceEvent::Change(Change::Reset(
-                        kind,
-                        namespace.clone(),
-                        objects,
-                    )))
-                    .await
-                    .is_err()
-                {
-                    return;
+    let mut backoff = Exponential::default();
+    // After any error the watcher starts over with a full list. kube's
+    // watcher would resume from its resourceVersion instead, but a resumed
+    // watch on a quiet cluster says nothing, so its recovery could not be
+    // told from a dead one; a relist ends in InitDone, which marks the
+    // source healthy again (and 410 Expired needs the relist anyway).
+    loop {
+        let mut stream = watcher::watcher(api.clone(), config.clone()).boxed();
+        let mut initial: Vec<Object> = Vec::new();
+        let error = loop {
+            let Some(item) = stream.next().await else { break None };
+            let event = match item {
+                Ok(Event::Init) => {
+                    initial.clear();
+                    continue;
                 }
-                SourceEvent::Synced(scope.clone())
+                Ok(Event::InitApply(obj)) => {
+                    initial.extend(bad.convert(&cluster, kind, &handle, obj));
+                    continue;
+                }
+                Ok(Event::InitDone) => {
+                    backoff.reset();
+                    let objects = std::mem::take(&mut initial);
+                    tracing::debug!(cluster, kind = kind.as_str(), count = objects.len(), "listed");
+                    let reset = SourceEvent::Change(Change::Reset(kind, namespace.clone(), objects));
+                    if tx.send(reset).await.is_err() {
+                        return;
+                    }
+                    SourceEvent::Synced(scope.clone())
+                }
+                Ok(Event::Apply(obj)) => match bad.convert(&cluster, kind, &handle, obj) {
+                    Some(o) => SourceEvent::Change(Change::Apply(o)),
+                    None => continue,
+                },
+                Ok(Event::Delete(obj)) => SourceEvent::Change(Change::Delete(kind, obj_key(kind, &obj))),
+                Err(e) => break Some(e),
+            };
+            if tx.send(event).await.is_err() {
+                return; // the writer is gone: the cluster is shutting down
             }
-            Ok(Event::Apply(obj)) => match bad.convert(&cluster, kind, &handle, obj) {
-                Some(o) => SourceEvent::Change(Change::Apply(o)),
-                None => continue,
-            },
-            Ok(Event::Delete(obj)) => {
-                SourceEvent::Change(Change::Delete(kind, obj_key(kind, &obj)))
-            }
-            Err(e) => SourceEvent::Failing(format!("{} watch: {e}", kind.as_str())),
         };
-        if tx.send(event).await.is_err() {
-            return; // the writer is gone: the cluster is shutting down
+        let why = error.map_or_else(|| "stream ended".to_owned(), |e| e.to_string());
+        if tx.send(SourceEvent::Failing(format!("{} watch: {why}", kind.as_str()))).await.is_err() {
+            return;
         }
+        tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(5))).await;
     }
 }
