@@ -1,11 +1,13 @@
 //! The command line (design.md §3): parses arguments and dispatches.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
+use crate::generate::{self, Address, GenerateError, StatefulSetRef, ZoneStyle};
 
 #[derive(Debug, Parser)]
 #[command(name = "crossdns", version, about = "DNS for multi-cluster Kubernetes")]
@@ -26,10 +28,79 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print config for the clusters' own DNS, or names for a StatefulSet.
+    #[command(subcommand)]
+    Generate(Generate),
+}
+
+/// `crossdns generate ...` (design.md §3). Output goes to stdout.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Corefile server blocks that send every other zone to crossdns.
+    Coredns {
+        #[arg(long)]
+        config: PathBuf,
+        /// The cluster whose CoreDNS this is (its own zone is not forwarded).
+        #[arg(long)]
+        cluster: String,
+        /// crossdns as that cluster reaches it: IP, IP:PORT or tls://IP:PORT#server-name.
+        #[arg(long)]
+        address: String,
+        /// Forward over TCP only.
+        #[arg(long)]
+        force_tcp: bool,
+    },
+    /// The kube-dns ConfigMap whose stubDomains send every other zone to crossdns.
+    #[command(name = "kube-dns")]
+    KubeDns {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        cluster: String,
+        /// crossdns as that cluster reaches it: IP or IP:PORT (kube-dns has no DNS over TLS).
+        #[arg(long)]
+        address: String,
+    },
+    /// The --join list of every replica of a StatefulSet across clusters (reads the clusters live).
+    Join {
+        #[arg(long)]
+        config: PathBuf,
+        /// NAMESPACE/NAME, or */NAME for that name in every namespace.
+        #[arg(long)]
+        statefulset: String,
+        #[arg(long, default_value_t = generate::DEFAULT_JOIN_PORT)]
+        port: u16,
+        #[arg(long, value_enum, default_value_t = ZoneStyle::PerCluster)]
+        zone_style: ZoneStyle,
+        /// How long each cluster may take to sync.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Certificate SANs for a StatefulSet's names, one per line (reads the clusters live).
+    Sans {
+        #[arg(long)]
+        config: PathBuf,
+        /// NAMESPACE/NAME, or */NAME for that name in every namespace.
+        #[arg(long)]
+        statefulset: String,
+        /// How long each cluster may take to sync.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Generate(what) => match run_generate(what) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { config } => match Settings::load(&config) {
             Ok(settings) => {
                 print!("{}", settings.zone_table());
@@ -68,4 +139,62 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// Runs one generator; the text is what goes to stdout.
+fn run_generate(what: Generate) -> anyhow::Result<String> {
+    let load = |path: &PathBuf| Settings::load(path);
+    Ok(match what {
+        Generate::Coredns {
+            config,
+            cluster,
+            address,
+            force_tcp,
+        } => {
+            let address: Address = address.parse()?;
+            generate::coredns(&load(&config)?, &cluster, &address, force_tcp)?
+        }
+        Generate::KubeDns {
+            config,
+            cluster,
+            address,
+        } => {
+            let address: Address = address.parse()?;
+            generate::kube_dns(&load(&config)?, &cluster, &address)?
+        }
+        Generate::Join {
+            config,
+            statefulset,
+            port,
+            zone_style,
+            timeout,
+        } => {
+            let want: StatefulSetRef = statefulset.parse()?;
+            let settings = load(&config)?;
+            if zone_style == ZoneStyle::Clusterset && settings.clusterset.is_none() {
+                // Fail before waiting on any cluster.
+                return Err(GenerateError::NoClusterset.into());
+            }
+            let found = block_on(generate::collect(&settings, &want, timeout))??;
+            generate::join(&settings, &want, &found, port, zone_style)?
+        }
+        Generate::Sans {
+            config,
+            statefulset,
+            timeout,
+        } => {
+            let want: StatefulSetRef = statefulset.parse()?;
+            let settings = load(&config)?;
+            let found = block_on(generate::collect(&settings, &want, timeout))??;
+            generate::sans(&settings, &want, &found)?
+        }
+    })
+}
+
+fn block_on<F: Future>(f: F) -> Result<F::Output, GenerateError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(GenerateError::Runtime)?;
+    Ok(runtime.block_on(f))
 }

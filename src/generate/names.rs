@@ -1,0 +1,301 @@
+//! `generate join` and `generate sans`: the stable DNS names of every replica
+//! of one StatefulSet across clusters (design.md §1), as a `--join` list or
+//! as certificate SANs. Pure text from already-collected data.
+
+use super::{GenerateError, StatefulSetRef};
+use crate::config::Settings;
+use crate::dnsname::WireName;
+use crate::index::StatefulSet;
+
+/// CockroachDB's inter-node port, the usual target of a `--join` list.
+pub const DEFAULT_JOIN_PORT: u16 = 26257;
+
+/// Which names a join list uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ZoneStyle {
+    /// `<sts>-<i>.<svc>.<ns>.svc.<cluster zone>`.
+    #[default]
+    PerCluster,
+    /// `<sts>-<i>.<cluster>.<svc>.<ns>.svc.<clusterset zone>` (KEP-1645).
+    Clusterset,
+}
+
+/// One cluster's copy of the StatefulSet, as read from its snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The cluster's name (config order is kept by the caller).
+    pub cluster: String,
+    pub zone: WireName,
+    pub statefulset: StatefulSet,
+    /// A Service named `<sts>-public` exists beside it (the CockroachDB
+    /// recipes' client-facing Service).
+    pub has_public: bool,
+}
+
+fn dotted(cluster: &str, labels: &[&str], zone: &WireName) -> Result<String, GenerateError> {
+    WireName::from_labels(labels.iter().copied())
+        .and_then(|w| w.join(zone))
+        .map(|w| w.to_string())
+        .map_err(|e| GenerateError::BadName {
+            cluster: cluster.to_owned(),
+            name: format!("{}.{zone}", labels.join(".")),
+            reason: e.to_string(),
+        })
+}
+
+fn not_found(settings: &Settings, key: &StatefulSetRef) -> GenerateError {
+    GenerateError::StatefulSetNotFound {
+        key: key.clone(),
+        clusters: settings.clusters.iter().map(|c| c.name.clone()).collect(),
+    }
+}
+
+/// Per-replica names, clusters in the given order, replicas ascending.
+fn replica_names(
+    settings: &Settings,
+    found: &[Found],
+    style: ZoneStyle,
+) -> Result<Vec<String>, GenerateError> {
+    let cs_zone = match style {
+        ZoneStyle::PerCluster => None,
+        ZoneStyle::Clusterset => Some(
+            &settings
+                .clusterset
+                .as_ref()
+                .ok_or(GenerateError::NoClusterset)?
+                .zone,
+        ),
+    };
+    let mut out = Vec::new();
+    for f in found {
+        let sts = &f.statefulset;
+        for i in 0..sts.replicas {
+            let host = format!("{}-{i}", sts.key.name);
+            out.push(match cs_zone {
+                None => dotted(
+                    &f.cluster,
+                    &[&host, &sts.service_name, &sts.key.namespace, "svc"],
+                    &f.zone,
+                )?,
+                Some(cs) => dotted(
+                    &f.cluster,
+                    &[
+                        &host,
+                        &f.cluster,
+                        &sts.service_name,
+                        &sts.key.namespace,
+                        "svc",
+                    ],
+                    cs,
+                )?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The comma-separated `--join` list: every replica in every cluster that
+/// has the StatefulSet, each with `:port`.
+pub fn join(
+    settings: &Settings,
+    key: &StatefulSetRef,
+    found: &[Found],
+    port: u16,
+    style: ZoneStyle,
+) -> Result<String, GenerateError> {
+    if found.is_empty() {
+        return Err(not_found(settings, key));
+    }
+    let names = replica_names(settings, found, style)?;
+    let list: Vec<String> = names.iter().map(|n| format!("{n}:{port}")).collect();
+    Ok(format!("{}\n", list.join(",")))
+}
+
+/// Certificate SANs, one per line, deduplicated in a stable order:
+/// `localhost` and `127.0.0.1` (every CockroachDB node-cert recipe includes
+/// them: `cockroach` talks to its own node over loopback), then per cluster
+/// the replica names, the governing Service and `<sts>-public`, then the same
+/// in the clusterset zone when one is configured.
+pub fn sans(
+    settings: &Settings,
+    key: &StatefulSetRef,
+    found: &[Found],
+) -> Result<String, GenerateError> {
+    if found.is_empty() {
+        return Err(not_found(settings, key));
+    }
+    let mut out: Vec<String> = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let mut push = |name: String| {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    };
+    let service_names = |f: &Found, zone: &WireName| -> Result<Vec<String>, GenerateError> {
+        let ns = f.statefulset.key.namespace.as_str();
+        let public = format!("{}-public", f.statefulset.key.name);
+        let mut v = vec![dotted(
+            &f.cluster,
+            &[&f.statefulset.service_name, ns, "svc"],
+            zone,
+        )?];
+        if f.has_public {
+            v.push(dotted(&f.cluster, &[&public, ns, "svc"], zone)?);
+        }
+        Ok(v)
+    };
+    for f in found {
+        for n in replica_names(settings, std::slice::from_ref(f), ZoneStyle::PerCluster)? {
+            push(n);
+        }
+        for n in service_names(f, &f.zone)? {
+            push(n);
+        }
+    }
+    if let Some(cs) = &settings.clusterset {
+        for n in replica_names(settings, found, ZoneStyle::Clusterset)? {
+            push(n);
+        }
+        for f in found {
+            for n in service_names(f, &cs.zone)? {
+                push(n);
+            }
+        }
+    }
+    let mut text = out.join("\n");
+    text.push('\n');
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::ObjKey;
+
+    fn settings(clusterset: bool) -> Settings {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("m")).expect("mkdir");
+        let mut yaml = "clusters:\n  - {name: region1, zone: cluster.region1, manifests: m}\n  - {name: region2, zone: cluster.region2, manifests: m}\n".to_owned();
+        if clusterset {
+            yaml.push_str("clusterset: {zone: clusterset.local}\n");
+        }
+        Settings::from_yaml(&yaml, &dir.path().join("c.yaml")).expect("valid")
+    }
+
+    fn found(cluster: &str, zone: &str, replicas: u32, has_public: bool) -> Found {
+        found_in("default", cluster, zone, replicas, has_public)
+    }
+
+    fn found_in(ns: &str, cluster: &str, zone: &str, replicas: u32, has_public: bool) -> Found {
+        Found {
+            cluster: cluster.to_owned(),
+            zone: WireName::parse(zone).expect("zone"),
+            statefulset: StatefulSet {
+                key: ObjKey::new(ns, "cockroachdb"),
+                service_name: "cockroachdb".to_owned(),
+                replicas,
+            },
+            has_public,
+        }
+    }
+
+    fn key() -> StatefulSetRef {
+        "default/cockroachdb".parse().expect("ref")
+    }
+
+    #[test]
+    fn join_lists_every_replica_per_cluster_in_order() {
+        let s = settings(false);
+        let f = [
+            found("region1", "cluster.region1", 2, true),
+            found("region2", "cluster.region2", 1, true),
+        ];
+        assert_eq!(
+            join(&s, &key(), &f, 26257, ZoneStyle::PerCluster).expect("join"),
+            "cockroachdb-0.cockroachdb.default.svc.cluster.region1:26257,\
+             cockroachdb-1.cockroachdb.default.svc.cluster.region1:26257,\
+             cockroachdb-0.cockroachdb.default.svc.cluster.region2:26257\n"
+        );
+    }
+
+    #[test]
+    fn join_clusterset_style_names_the_cluster() {
+        let s = settings(true);
+        let f = [
+            found("region1", "cluster.region1", 1, false),
+            found("region2", "cluster.region2", 1, false),
+        ];
+        assert_eq!(
+            join(&s, &key(), &f, 26258, ZoneStyle::Clusterset).expect("join"),
+            "cockroachdb-0.region1.cockroachdb.default.svc.clusterset.local:26258,\
+             cockroachdb-0.region2.cockroachdb.default.svc.clusterset.local:26258\n"
+        );
+    }
+
+    #[test]
+    fn join_clusterset_style_needs_a_clusterset_zone() {
+        let s = settings(false);
+        let f = [found("region1", "cluster.region1", 1, false)];
+        assert!(matches!(
+            join(&s, &key(), &f, 26257, ZoneStyle::Clusterset),
+            Err(GenerateError::NoClusterset)
+        ));
+    }
+
+    #[test]
+    fn nothing_found_is_an_error_naming_the_statefulset() {
+        let s = settings(false);
+        let e = join(&s, &key(), &[], 26257, ZoneStyle::PerCluster).expect_err("none");
+        assert!(e.to_string().contains("default/cockroachdb"), "{e}");
+        assert!(sans(&s, &key(), &[]).is_err());
+    }
+
+    #[test]
+    fn sans_cover_replicas_services_and_the_clusterset() {
+        let s = settings(true);
+        let f = [
+            found("region1", "cluster.region1", 1, true),
+            found("region2", "cluster.region2", 1, false),
+        ];
+        let got = sans(&s, &key(), &f).expect("sans");
+        assert_eq!(
+            got.lines().collect::<Vec<_>>(),
+            [
+                "localhost",
+                "127.0.0.1",
+                "cockroachdb-0.cockroachdb.default.svc.cluster.region1",
+                "cockroachdb.default.svc.cluster.region1",
+                "cockroachdb-public.default.svc.cluster.region1",
+                "cockroachdb-0.cockroachdb.default.svc.cluster.region2",
+                "cockroachdb.default.svc.cluster.region2",
+                "cockroachdb-0.region1.cockroachdb.default.svc.clusterset.local",
+                "cockroachdb-0.region2.cockroachdb.default.svc.clusterset.local",
+                "cockroachdb.default.svc.clusterset.local",
+                "cockroachdb-public.default.svc.clusterset.local",
+            ]
+        );
+    }
+
+    #[test]
+    fn shared_zone_names_differ_by_namespace() {
+        let s = settings(true);
+        let any: StatefulSetRef = "*/cockroachdb".parse().expect("ref");
+        let f = [
+            found_in("us-east1", "region1", "cluster.local", 1, true),
+            found_in("us-west1", "region2", "cluster.local", 1, true),
+        ];
+        assert_eq!(
+            join(&s, &any, &f, 26257, ZoneStyle::PerCluster).expect("join"),
+            "cockroachdb-0.cockroachdb.us-east1.svc.cluster.local:26257,\
+             cockroachdb-0.cockroachdb.us-west1.svc.cluster.local:26257\n"
+        );
+        let got = sans(&s, &any, &f).expect("sans");
+        assert!(
+            got.contains("\ncockroachdb-public.us-west1.svc.cluster.local\n"),
+            "{got}"
+        );
+        assert!(
+            got.contains("\ncockroachdb-public.us-east1.svc.clusterset.local\n"),
+            "{got}"
+        );
+    }
+}
