@@ -54,8 +54,11 @@ pub async fn run(dir: PathBuf, kinds: Vec<Kind>, tx: mpsc::Sender<SourceEvent>) 
             last_good.retain(|p, _| now.contains_key(p));
             for path in changed {
                 match read_file(&path) {
-                    Ok(objects) => {
-                        last_good.insert(path, objects);
+                    Ok(parsed) => {
+                        for why in &parsed.skipped {
+                            tracing::warn!(file = %path.display(), error = %why, "skipping object that does not parse");
+                        }
+                        last_good.insert(path, parsed.objects);
                     }
                     Err(e) => {
                         tracing::error!(file = %path.display(), error = %e, "manifest does not parse; keeping its last good objects");
@@ -111,13 +114,24 @@ fn scan(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Stamp>> {
     Ok(out)
 }
 
-/// Parses one file into the objects crossdns reads; other kinds are ignored.
-pub fn read_file(path: &Path) -> anyhow::Result<Vec<Object>> {
+/// The objects of one file: those crossdns reads, and why others were skipped.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub objects: Vec<Object>,
+    /// One line per object of a kind crossdns reads that did not convert.
+    pub skipped: Vec<String>,
+}
+
+/// Parses one file; kinds crossdns does not read are ignored.
+pub fn read_file(path: &Path) -> anyhow::Result<Parsed> {
     let text = std::fs::read_to_string(path)?;
     parse_documents(&text)
 }
 
-pub fn parse_documents(text: &str) -> anyhow::Result<Vec<Object>> {
+/// Parses YAML documents. Text that is not YAML fails the whole file (the
+/// caller keeps its last good objects); an object that does not fit the
+/// Kubernetes schema is skipped with its reason, like the kube source does.
+pub fn parse_documents(text: &str) -> anyhow::Result<Parsed> {
     let mut values = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let value = Value::deserialize(doc)?;
@@ -135,7 +149,7 @@ pub fn parse_documents(text: &str) -> anyhow::Result<Vec<Object>> {
             v => values.push(v),
         }
     }
-    let mut objects = Vec::new();
+    let mut parsed = Parsed::default();
     for v in values {
         let api_version = v
             .get("apiVersion")
@@ -164,12 +178,12 @@ pub fn parse_documents(text: &str) -> anyhow::Result<Vec<Object>> {
             meta.insert("namespace".to_owned(), Value::String("default".to_owned()));
         }
         match convert(kind, v) {
-            Ok(Some(obj)) => objects.push(obj),
+            Ok(Some(obj)) => parsed.objects.push(obj),
             Ok(None) => {}
-            Err(e) => anyhow::bail!("{kind_name} {name}: {e}"),
+            Err(e) => parsed.skipped.push(format!("{kind_name} {name}: {e}")),
         }
     }
-    Ok(objects)
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -179,18 +193,21 @@ mod tests {
     #[test]
     fn multi_document_files_and_lists_are_both_read() {
         let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1}\n---\n---\napiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Namespace\n    metadata: {name: shop}\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: ignored}\n";
-        let objects = parse_documents(text).expect("parses");
+        let objects = parse_documents(text).expect("parses").objects;
         assert_eq!(objects.len(), 2);
         assert!(matches!(&objects[0], Object::Service(s) if s.key.namespace == "default"));
         assert_eq!(objects[1], Object::Namespace("shop".to_owned()));
     }
 
     #[test]
-    fn a_bad_object_fails_its_file_with_its_name() {
-        let err = parse_documents(
-            "apiVersion: v1\nkind: Service\nmetadata: {name: broken}\nspec: {clusterIP: nope}\n",
+    fn a_bad_object_is_skipped_with_its_name_and_the_rest_load() {
+        let parsed = parse_documents(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: broken}\nspec: {clusterIP: nope}\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata: {name: fine}\nspec: {clusterIP: 10.0.0.1}\n",
         )
-        .expect_err("bad clusterIP");
-        assert!(err.to_string().contains("Service broken"), "{err}");
+        .expect("the file is YAML");
+        assert_eq!(parsed.objects.len(), 1);
+        assert!(parsed.skipped[0].contains("Service broken"), "{:?}", parsed.skipped);
+        assert!(parse_documents("kind: [unclosed").is_err(), "not YAML fails the file");
     }
 }

@@ -7,7 +7,7 @@ pub mod convert;
 mod kube;
 mod manifests;
 
-pub use manifests::parse_documents;
+pub use manifests::{Parsed, parse_documents};
 
 use std::collections::HashSet;
 use std::sync::Arc;
