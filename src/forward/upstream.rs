@@ -50,6 +50,8 @@ pub struct UpstreamStats {
 pub struct Upstream {
     pub target: Target,
     tls: Option<Arc<ClientConfig>>,
+    /// Owns the connections' background tasks; lives as long as the upstream.
+    provider: TokioRuntimeProvider,
     udp: Mutex<Option<DnsExchange<TokioRuntimeProvider>>>,
     stream: Mutex<Option<DnsExchange<TokioRuntimeProvider>>>,
     consecutive_failures: AtomicU32,
@@ -71,6 +73,7 @@ impl Upstream {
         Self {
             target,
             tls,
+            provider: TokioRuntimeProvider::new(),
             udp: Mutex::new(None),
             stream: Mutex::new(None),
             consecutive_failures: AtomicU32::new(0),
@@ -169,7 +172,7 @@ impl Upstream {
         let addr = match &self.target {
             Target::Plain(a) | Target::Tls { addr: a, .. } => *a,
         };
-        let ex = UdpClientStream::builder(addr, TokioRuntimeProvider::new())
+        let ex = UdpClientStream::builder(addr, self.provider.clone())
             // The zone-level timeout bounds the whole exchange; one try here.
             .with_max_retries(0)
             .exchange();
@@ -185,7 +188,9 @@ impl Upstream {
         if let Some(ex) = guard.as_ref() {
             return Ok(ex.clone());
         }
-        let provider = TokioRuntimeProvider::new();
+        // The exchange's background task lives in the provider's task set:
+        // a provider dropped here would cancel the connection (hickory-net 0.26).
+        let provider = self.provider.clone();
         let ex = match &self.target {
             Target::Plain(addr) => {
                 TcpClientStream::exchange(*addr, None, timeout, None, provider).await?
