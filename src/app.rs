@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::answer::Engine;
 use crate::config::Settings;
-use crate::index::{ClusterHandle, ClusterSpec};
 use crate::forward::Forwarder;
+use crate::index::{ClusterHandle, ClusterSpec};
 use crate::listen::{self, Shared, TlsAcceptor, UdpWorkers};
 use crate::metrics::Metrics;
 use crate::watch::{self, ClusterTasks};
@@ -61,6 +61,28 @@ async fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
+/// Binds UDP and TCP on the same address. With port 0 the kernel picks the
+/// UDP port, which some other socket may already hold for TCP: then try
+/// again with a new port rather than fail.
+async fn bind_dns(
+    addr: SocketAddr,
+    shared: &Shared,
+) -> anyhow::Result<(SocketAddr, UdpWorkers, TcpListener)> {
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let (bound, workers) = listen::spawn_udp(addr, udp_threads(), shared)
+            .with_context(|| format!("cannot listen on udp {addr}"))?;
+        match bind_tcp(bound).await {
+            Ok(tcp) => return Ok((bound, workers, tcp)),
+            Err(e) => {
+                last = Some(anyhow::Error::new(e).context(format!("cannot listen on tcp {bound}")))
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("cannot listen on {addr}")))
+}
+
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     // watch → index: one handle (publication point) and task set per cluster.
     let clusters: Vec<Arc<ClusterHandle>> = settings
@@ -82,8 +104,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     // answer, with forward beside it, then the listeners that feed them.
     let engine = Arc::new(Engine::new(&settings, &clusters));
     let forwarder = Arc::new(Forwarder::new(&settings.forward)?);
-    let metrics = Metrics::new(engine.zone_names(), clusters.clone(), Arc::clone(&forwarder), engine.clusterset_stats());
-    let shared = Shared { engine: Arc::clone(&engine), forwarder: Arc::clone(&forwarder), metrics: metrics.clone() };
+    let metrics = Metrics::new(
+        engine.zone_names(),
+        clusters.clone(),
+        Arc::clone(&forwarder),
+        engine.clusterset_stats(),
+    );
+    let shared = Shared {
+        engine: Arc::clone(&engine),
+        forwarder: Arc::clone(&forwarder),
+        metrics: metrics.clone(),
+    };
     let mut tasks = vec![tokio::spawn(Arc::clone(&forwarder).probe_forever())];
     if let Some(cs) = engine.clusterset_stats() {
         tasks.push(tokio::spawn(cs.monitor()));
@@ -91,9 +122,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let mut dns = Vec::new();
     let mut udp = Vec::new();
     for addr in &settings.dns.listen {
-        let (bound, workers) =
-            listen::spawn_udp(*addr, udp_threads(), &shared).with_context(|| format!("cannot listen on udp {addr}"))?;
-        let tcp = bind_tcp(bound).await.with_context(|| format!("cannot listen on tcp {bound}"))?;
+        let (bound, workers, tcp) = bind_dns(*addr, &shared).await?;
         tasks.push(tokio::spawn(listen::serve_tcp(tcp, shared.clone())));
         tracing::info!(%bound, "serving DNS on udp and tcp");
         dns.push(bound);
@@ -103,9 +132,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     if let Some(tls) = &settings.dns.tls {
         let acceptor: TlsAcceptor = Arc::new(ArcSwap::from_pointee(listen::tls_acceptor(tls)?));
         for addr in &tls.listen {
-            let listener = bind_tcp(*addr).await.with_context(|| format!("cannot listen on tls {addr}"))?;
+            let listener = bind_tcp(*addr)
+                .await
+                .with_context(|| format!("cannot listen on tls {addr}"))?;
             let bound = listener.local_addr()?;
-            tasks.push(tokio::spawn(listen::serve_tls(listener, Arc::clone(&acceptor), shared.clone())));
+            tasks.push(tokio::spawn(listen::serve_tls(
+                listener,
+                Arc::clone(&acceptor),
+                shared.clone(),
+            )));
             tracing::info!(%bound, mutual_tls = tls.client_ca.is_some(), "serving DNS over TLS");
             dot.push(bound);
         }

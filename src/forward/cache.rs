@@ -1,8 +1,10 @@
 //! A bounded cache of forwarded answers that honours TTLs (RFC 1035 §3.2.1,
 //! negative answers per RFC 2308 §5) and keeps expired entries for
-//! serve-stale (RFC 8767) up to `stale_for`.
+//! serve-stale (RFC 8767) up to `stale_for`. Least recently used entries go
+//! first when it is full, so a burst of one-off names does not push out the
+//! names clients keep asking for.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -59,23 +61,22 @@ pub fn cache_ttl(m: &Message) -> Option<u32> {
 
 #[derive(Debug)]
 pub struct Cache {
-    capacity: usize,
     stale_for: Duration,
-    map: Mutex<HashMap<Key, Entry>>,
+    map: Mutex<lru::LruCache<Key, Entry>>,
 }
 
 impl Cache {
     pub fn new(capacity: usize, stale_for: Duration) -> Self {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
-            capacity,
             stale_for,
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(lru::LruCache::new(capacity)),
         }
     }
 
-    /// A fresh entry.
+    /// A fresh entry (and marks it recently used).
     pub fn fresh(&self, key: &Key, now: Instant) -> Option<Entry> {
-        let map = self.map.lock().ok()?;
+        let mut map = self.map.lock().ok()?;
         map.get(key).filter(|e| e.remaining(now).is_some()).cloned()
     }
 
@@ -84,25 +85,16 @@ impl Cache {
         if self.stale_for.is_zero() {
             return None;
         }
-        let map = self.map.lock().ok()?;
+        let mut map = self.map.lock().ok()?;
         map.get(key)
             .filter(|e| e.age(now) < Duration::from_secs(u64::from(e.ttl)) + self.stale_for)
             .cloned()
     }
 
+    /// Stores an answer; when full, the least recently used entry goes.
     pub fn insert(&self, key: Key, m: &Message, ttl: u32, now: Instant) {
         let Ok(mut map) = self.map.lock() else { return };
-        if map.len() >= self.capacity && !map.contains_key(&key) {
-            // Drop what can no longer be served, even stale; then anything.
-            let stale_for = self.stale_for;
-            map.retain(|_, e| e.age(now) < Duration::from_secs(u64::from(e.ttl)) + stale_for);
-            if map.len() >= self.capacity
-                && let Some(victim) = map.keys().next().cloned()
-            {
-                map.remove(&victim);
-            }
-        }
-        map.insert(
+        map.put(
             key,
             Entry {
                 rcode: m.metadata.response_code,
@@ -117,5 +109,57 @@ impl Cache {
 
     pub fn len(&self) -> usize {
         self.map.lock().map_or(0, |m| m.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{MessageType, OpCode};
+
+    fn key(n: u32) -> Key {
+        (format!("n{n}.example."), 1, 1, false)
+    }
+
+    #[test]
+    fn a_full_cache_drops_the_least_recently_used_entry() {
+        let cache = Cache::new(3, Duration::from_secs(60));
+        let m = Message::new(1, MessageType::Response, OpCode::Query);
+        let now = Instant::now();
+        for n in 0..3 {
+            cache.insert(key(n), &m, 30, now);
+        }
+        assert!(cache.fresh(&key(0), now).is_some(), "touch n0");
+        cache.insert(key(3), &m, 30, now);
+        assert_eq!(cache.len(), 3);
+        assert!(
+            cache.fresh(&key(0), now).is_some(),
+            "recently used survives"
+        );
+        assert!(
+            cache.fresh(&key(1), now).is_none(),
+            "least recently used is gone"
+        );
+    }
+
+    #[test]
+    fn expired_entries_are_stale_for_stale_for_and_then_gone() {
+        let cache = Cache::new(10, Duration::from_secs(60));
+        let m = Message::new(1, MessageType::Response, OpCode::Query);
+        let then = Instant::now();
+        cache.insert(key(1), &m, 5, then);
+        let later = then + Duration::from_secs(10);
+        assert!(cache.fresh(&key(1), later).is_none());
+        assert!(cache.stale(&key(1), later).is_some());
+        assert!(
+            cache
+                .stale(&key(1), then + Duration::from_secs(70))
+                .is_none()
+        );
+        assert!(
+            Cache::new(10, Duration::ZERO)
+                .stale(&key(1), later)
+                .is_none()
+        );
     }
 }

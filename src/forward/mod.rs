@@ -29,8 +29,9 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// RFC 8767 §4: the TTL on stale answers.
 pub const STALE_TTL: u32 = 30;
 const CACHE_CAPACITY: usize = 10_000;
-/// How often upstreams that are down are probed.
-pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// How often upstreams that are down are probed, and how long a probe waits.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Per-zone counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -113,20 +114,26 @@ impl Forwarder {
     pub async fn probe_forever(self: Arc<Self>) {
         loop {
             tokio::time::sleep(PROBE_INTERVAL).await;
-            for zone in &self.zones {
-                let apex = zone.apex.to_string();
-                for u in zone.upstreams.iter().filter(|u| !u.is_up()) {
-                    let Ok(name) = Name::from_ascii(format!("{apex}.")) else {
-                        continue;
-                    };
-                    let mut probe = Message::new(rand_id(), MessageType::Query, OpCode::Query);
-                    probe.metadata.recursion_desired = true;
-                    probe.add_query(Query::query(name, RecordType::SOA));
-                    if u.exchange(probe, false, ATTEMPT_TIMEOUT).await.is_ok() {
-                        u.note_success(&apex);
-                    }
-                }
-            }
+            // Every down upstream at once: N dead upstreams must not take
+            // N probe timeouts to notice that one came back.
+            let probes = self.zones.iter().flat_map(|zone| {
+                zone.upstreams
+                    .iter()
+                    .filter(|u| !u.is_up())
+                    .map(move |u| async move {
+                        let apex = zone.apex.to_string();
+                        let Ok(name) = Name::from_ascii(format!("{apex}.")) else {
+                            return;
+                        };
+                        let mut probe = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+                        probe.metadata.recursion_desired = true;
+                        probe.add_query(Query::query(name, RecordType::SOA));
+                        if u.exchange(probe, false, PROBE_TIMEOUT).await.is_ok() {
+                            u.note_success(&apex);
+                        }
+                    })
+            });
+            futures::future::join_all(probes).await;
         }
     }
 

@@ -37,7 +37,9 @@ pub struct Built {
 
 /// `<svc>.<ns>` as lower-case wire labels: the snapshot's service key.
 pub fn service_key_wire(ns: &str, name: &str) -> Option<Box<[u8]>> {
-    WireName::from_labels([name, ns]).ok().map(|w| w.as_bytes().into())
+    WireName::from_labels([name, ns])
+        .ok()
+        .map(|w| w.as_bytes().into())
 }
 
 /// `<svc>.<ns>.svc.<zone>`.
@@ -46,7 +48,10 @@ pub fn service_fqdn(spec: &ClusterSpec, ns: &str, name: &str) -> Option<WireName
 }
 
 fn svc_name_in(zone: &WireName, ns: &str, name: &str) -> Option<WireName> {
-    WireName::from_labels([name, ns, "svc"]).ok()?.join(zone).ok()
+    WireName::from_labels([name, ns, "svc"])
+        .ok()?
+        .join(zone)
+        .ok()
 }
 
 fn addr_node(ttl: u32, ips: impl IntoIterator<Item = IpAddr>) -> Node {
@@ -86,11 +91,14 @@ fn members(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]) -> BTre
             }
             for &ip in &ep.addresses {
                 let label = match (&ep.hostname, &ep.pod_name) {
-                    (Some(h), _) => h.clone(),
-                    (None, Some(pod)) if spec.endpoint_pod_names => pod.clone(),
+                    (Some(h), _) => h.to_string(),
+                    (None, Some(pod)) if spec.endpoint_pod_names => pod.to_string(),
                     _ => dashed_ip(ip),
                 };
-                out.insert(Member { label: label.to_ascii_lowercase(), ip });
+                out.insert(Member {
+                    label: label.to_ascii_lowercase(),
+                    ip,
+                });
             }
         }
     }
@@ -107,7 +115,9 @@ fn srv_members(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]) -> 
     for slice in slices {
         let slice_members = members(spec, svc, &[slice]);
         for port in slice.ports.iter().filter(|p| !p.name.is_empty()) {
-            let entry = out.entry((port.name.to_ascii_lowercase(), port.protocol)).or_default();
+            let entry = out
+                .entry((port.name.to_ascii_lowercase(), port.protocol))
+                .or_default();
             entry.extend(slice_members.iter().map(|m| (port.port, m.clone())));
         }
     }
@@ -142,8 +152,11 @@ fn headless_srv(
     let mut out = HashMap::with_hasher(Hasher::default());
     let mut protos = BTreeSet::new();
     for ((port_name, proto), set) in srv {
-        let Some((key, proto_label)) = srv_key(port_name, *proto) else { continue };
-        let targets: BTreeSet<(u16, &str)> = set.iter().map(|(p, m)| (*p, m.label.as_str())).collect();
+        let Some((key, proto_label)) = srv_key(port_name, *proto) else {
+            continue;
+        };
+        let targets: BTreeSet<(u16, &str)> =
+            set.iter().map(|(p, m)| (*p, m.label.as_str())).collect();
         let weight = srv_weight(targets.len());
         let mut b = RrsetBuilder::new(TYPE_SRV, ttl);
         for (port, label) in &targets {
@@ -170,9 +183,17 @@ fn vip_srv(ttl: u32, svc: &Service, target: &WireName, addrs: &[IpAddr]) -> SrvN
     let mut out = HashMap::with_hasher(Hasher::default());
     let mut protos = BTreeSet::new();
     for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
-        let Some((key, proto_label)) = srv_key(&port.name.to_ascii_lowercase(), port.protocol) else { continue };
+        let Some((key, proto_label)) = srv_key(&port.name.to_ascii_lowercase(), port.protocol)
+        else {
+            continue;
+        };
         let mut b = RrsetBuilder::new(TYPE_SRV, ttl);
-        b.push(&RData::SRV(SRV::new(0, 100, port.port, target.to_hickory())));
+        b.push(&RData::SRV(SRV::new(
+            0,
+            100,
+            port.port,
+            target.to_hickory(),
+        )));
         for ip in addrs {
             push_addr_extra(&mut b, target, *ip);
         }
@@ -186,11 +207,19 @@ fn vip_srv(ttl: u32, svc: &Service, target: &WireName, addrs: &[IpAddr]) -> SrvN
 
 /// What `<svc>` answers for a Service with a VIP, per `service_address`:
 /// addresses, or a CNAME to a load balancer's hostname.
-fn vip_answer(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice], vips: &[IpAddr]) -> (Vec<IpAddr>, Option<WireName>) {
+fn vip_answer(
+    spec: &ClusterSpec,
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    vips: &[IpAddr],
+) -> (Vec<IpAddr>, Option<WireName>) {
     match spec.service_address {
         ServiceAddress::ClusterIp => (vips.to_vec(), None),
         ServiceAddress::Endpoints => {
-            let set: BTreeSet<IpAddr> = members(spec, svc, slices).into_iter().map(|m| m.ip).collect();
+            let set: BTreeSet<IpAddr> = members(spec, svc, slices)
+                .into_iter()
+                .map(|m| m.ip)
+                .collect();
             (set.into_iter().collect(), None)
         }
         ServiceAddress::LoadBalancer => {
@@ -218,14 +247,21 @@ fn vip_answer(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice], vips
 /// Builds the records for `svc`, or `None` when its name must not exist
 /// anywhere (a headless Service with no published endpoints is NXDOMAIN,
 /// spec §2.4.1; with a clusterset it still exists there, unhealthy).
-pub fn build_service(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]) -> Option<Built> {
+pub fn build_service(
+    spec: &ClusterSpec,
+    svc: &Service,
+    slices: &[&EndpointSlice],
+) -> Option<Built> {
     let fqdn = service_fqdn(spec, &svc.key.namespace, &svc.key.name)?;
     let mut built = match &svc.kind {
         ServiceKind::ExternalName(target) => {
             let mut cname = RrsetBuilder::new(TYPE_CNAME, spec.ttl);
             cname.push(&RData::CNAME(CNAME(target.to_hickory())));
             Some(Built {
-                records: ServiceRecords { own: Node::new([cname.finish()]), ..ServiceRecords::default() },
+                records: ServiceRecords {
+                    own: Node::new([cname.finish()]),
+                    ..ServiceRecords::default()
+                },
                 ptrs: Vec::new(),
             })
         }
@@ -237,7 +273,11 @@ pub fn build_service(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice
             Some(b) => b.records.clusterset = Some(cs),
             None => {
                 built = Some(Built {
-                    records: ServiceRecords { nxdomain: true, clusterset: Some(cs), ..ServiceRecords::default() },
+                    records: ServiceRecords {
+                        nxdomain: true,
+                        clusterset: Some(cs),
+                        ..ServiceRecords::default()
+                    },
                     ptrs: Vec::new(),
                 })
             }
@@ -246,14 +286,23 @@ pub fn build_service(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice
     built
 }
 
-fn build_headless(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice], fqdn: &WireName) -> Option<Built> {
+fn build_headless(
+    spec: &ClusterSpec,
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    fqdn: &WireName,
+) -> Option<Built> {
     let ttl = spec.ttl;
     let members = members(spec, svc, slices);
     if members.is_empty() {
         return None;
     }
     let own = addr_node(ttl, members.iter().map(|m| m.ip).collect::<BTreeSet<_>>());
-    let host_name = |label: &str| WireName::from_labels([label]).and_then(|h| h.join(fqdn)).ok();
+    let host_name = |label: &str| {
+        WireName::from_labels([label])
+            .and_then(|h| h.join(fqdn))
+            .ok()
+    };
 
     // Host names: every member label, possibly with several addresses.
     let mut by_label: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
@@ -264,18 +313,32 @@ fn build_headless(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice], 
     let mut ptrs = Vec::with_capacity(members.len());
     for (label, ips) in &by_label {
         // A label DNS cannot carry is left out; the rest still answers.
-        let Some(host) = host_name(label) else { continue };
+        let Some(host) = host_name(label) else {
+            continue;
+        };
         ptrs.extend(ips.iter().map(|ip| (*ip, host.clone())));
         hosts.insert(label.as_bytes().into(), addr_node(ttl, ips.iter().copied()));
     }
     let (srv, protos) = headless_srv(ttl, &srv_members(spec, svc, slices), host_name);
     Some(Built {
-        records: ServiceRecords { own, hosts, srv, protos: protos.into_iter().collect(), ..ServiceRecords::default() },
+        records: ServiceRecords {
+            own,
+            hosts,
+            srv,
+            protos: protos.into_iter().collect(),
+            ..ServiceRecords::default()
+        },
         ptrs,
     })
 }
 
-fn build_cluster_ip(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice], fqdn: &WireName, vips: &[IpAddr]) -> Built {
+fn build_cluster_ip(
+    spec: &ClusterSpec,
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    fqdn: &WireName,
+    vips: &[IpAddr],
+) -> Built {
     let (addrs, cname) = vip_answer(spec, svc, slices, vips);
     let own = match &cname {
         Some(target) => {
@@ -289,13 +352,21 @@ fn build_cluster_ip(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]
     // PTR for the VIPs (spec §2.3.4), whatever `service_address` answers.
     let ptrs = vips.iter().map(|ip| (*ip, fqdn.clone())).collect();
     Built {
-        records: ServiceRecords { own, srv, protos: protos.into_iter().collect(), ..ServiceRecords::default() },
+        records: ServiceRecords {
+            own,
+            srv,
+            protos: protos.into_iter().collect(),
+            ..ServiceRecords::default()
+        },
         ptrs,
     }
 }
 
 fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
-    svc.annotations.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim())
+    svc.annotations
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.trim())
 }
 
 /// Parses `crossdns.io/weights: region1=3,region2=1`; bad entries are skipped.
@@ -320,29 +391,49 @@ pub fn parse_policy(s: &str) -> Option<ClustersetPolicy> {
 
 /// This cluster's part of `<svc>.<ns>.svc.<clusterset>`, unless there is no
 /// clusterset, the Service opted out, or it is an ExternalName.
-fn clusterset_records(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]) -> Option<Box<ClustersetRecords>> {
+fn clusterset_records(
+    spec: &ClusterSpec,
+    svc: &Service,
+    slices: &[&EndpointSlice],
+) -> Option<Box<ClustersetRecords>> {
     let cs_zone = spec.clusterset.as_ref()?;
-    if annotation(svc, ANNOTATION_EXPORT) == Some("false") || matches!(svc.kind, ServiceKind::ExternalName(_)) {
+    if annotation(svc, ANNOTATION_EXPORT) == Some("false")
+        || matches!(svc.kind, ServiceKind::ExternalName(_))
+    {
         return None;
     }
     let ttl = spec.ttl;
     let (ns, name) = (&svc.key.namespace, &svc.key.name);
     let cs_fqdn = svc_name_in(cs_zone, ns, name)?;
-    let readiness_dependent = matches!(svc.kind, ServiceKind::Headless) || spec.service_address == ServiceAddress::Endpoints;
+    let readiness_dependent = matches!(svc.kind, ServiceKind::Headless)
+        || spec.service_address == ServiceAddress::Endpoints;
     let fallback = if readiness_dependent {
-        let all: BTreeSet<IpAddr> = slices.iter().flat_map(|s| &s.endpoints).flat_map(|e| e.addresses.iter().copied()).collect();
+        let all: BTreeSet<IpAddr> = slices
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .flat_map(|e| e.addresses.iter().copied())
+            .collect();
         addr_node(ttl, all)
     } else {
         Node::default()
     };
     let (addrs, srv) = match &svc.kind {
         ServiceKind::Headless => {
-            let ips: BTreeSet<IpAddr> = members(spec, svc, slices).into_iter().map(|m| m.ip).collect();
+            let ips: BTreeSet<IpAddr> = members(spec, svc, slices)
+                .into_iter()
+                .map(|m| m.ip)
+                .collect();
             // `<host>.<cluster>.<svc>.<ns>.svc.<clusterset>` (KEP-1645).
             let host_name = |label: &str| {
-                WireName::from_labels([label, spec.name.as_str(), name.as_str(), ns.as_str(), "svc"])
-                    .and_then(|n| n.join(cs_zone))
-                    .ok()
+                WireName::from_labels([
+                    label,
+                    spec.name.as_str(),
+                    name.as_str(),
+                    ns.as_str(),
+                    "svc",
+                ])
+                .and_then(|n| n.join(cs_zone))
+                .ok()
             };
             let (srv, _) = headless_srv(ttl, &srv_members(spec, svc, slices), host_name);
             (ips.into_iter().collect::<Vec<_>>(), srv)
@@ -355,14 +446,25 @@ fn clusterset_records(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlic
         ServiceKind::ExternalName(_) => return None,
     };
     Some(Box::new(ClustersetRecords {
-        ready: slices.iter().flat_map(|s| &s.endpoints).any(|e| e.ready && !e.addresses.is_empty()),
+        ready: slices
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .any(|e| e.ready && !e.addresses.is_empty()),
         addrs: addr_node(ttl, addrs),
         fallback,
         srv,
         policy: annotation(svc, ANNOTATION_POLICY).and_then(parse_policy),
         failover_order: annotation(svc, ANNOTATION_FAILOVER_ORDER)
-            .map(|s| s.split(',').map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()).collect())
+            .map(|s| {
+                s.split(',')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
             .unwrap_or_default(),
-        weights: annotation(svc, ANNOTATION_WEIGHTS).map(parse_weights).unwrap_or_default().into(),
+        weights: annotation(svc, ANNOTATION_WEIGHTS)
+            .map(parse_weights)
+            .unwrap_or_default()
+            .into(),
     }))
 }

@@ -102,12 +102,15 @@ pub struct Service {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    pub addresses: Vec<IpAddr>,
-    pub hostname: Option<String>,
+    /// Boxed slices and strs, not `Vec`/`String`: an index holds hundreds
+    /// of thousands of these, and capacity fields are dead weight.
+    pub addresses: Box<[IpAddr]>,
+    pub hostname: Option<Box<str>>,
     /// `conditions.ready`; nil counts as ready (EndpointSlice API).
     pub ready: bool,
-    /// `targetRef.name` when `targetRef.kind` is Pod.
-    pub pod_name: Option<String>,
+    /// `targetRef.name` when `targetRef.kind` is Pod; kept only for clusters
+    /// with `endpoint_pod_names`.
+    pub pod_name: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,7 +305,12 @@ impl ClusterStatus {
 
     /// The watch failed (keeps the earliest failure time).
     pub fn note_watch_failure(&self) {
-        let _ = self.watch_failing_since_ms.compare_exchange(0, unix_ms(), Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self.watch_failing_since_ms.compare_exchange(
+            0,
+            unix_ms(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// The apiserver answered a liveness probe.
@@ -314,11 +322,20 @@ impl ClusterStatus {
     /// A probe failed. The failure is dated from the last good contact, so a
     /// silent stall counts from when it began, not from when it was noticed.
     pub fn note_probe_failure(&self) {
-        let since = match self.last_probe_ok_ms.load(Ordering::Relaxed).max(self.last_event_ms()) {
+        let since = match self
+            .last_probe_ok_ms
+            .load(Ordering::Relaxed)
+            .max(self.last_event_ms())
+        {
             0 => unix_ms(),
             t => t,
         };
-        let _ = self.probe_failing_since_ms.compare_exchange(0, since, Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self.probe_failing_since_ms.compare_exchange(
+            0,
+            since,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// Unix milliseconds since when the source has been failing, if it is.

@@ -77,12 +77,18 @@ pub struct Snapshot {
 impl Snapshot {
     /// The service's records in the cluster's own zone.
     pub fn service(&self, svc_ns_wire: &[u8]) -> Option<&ServiceRecords> {
-        self.services.get(svc_ns_wire).map(AsRef::as_ref).filter(|s| !s.nxdomain)
+        self.services
+            .get(svc_ns_wire)
+            .map(AsRef::as_ref)
+            .filter(|s| !s.nxdomain)
     }
 
     /// The service as the clusterset sees it (exists even when the cluster
     /// zone says NXDOMAIN), if exported.
-    pub fn clusterset_service(&self, svc_ns_wire: &[u8]) -> Option<(&ServiceRecords, &ClustersetRecords)> {
+    pub fn clusterset_service(
+        &self,
+        svc_ns_wire: &[u8],
+    ) -> Option<(&ServiceRecords, &ClustersetRecords)> {
         let s = self.services.get(svc_ns_wire)?;
         s.clusterset.as_deref().map(|cs| (s.as_ref(), cs))
     }

@@ -107,7 +107,12 @@ impl ClusterStore {
                     self.dirty_services.insert(key);
                 }
             }
-            Object::EndpointSlice(slice) => {
+            Object::EndpointSlice(mut slice) => {
+                if !self.spec.endpoint_pod_names {
+                    for ep in &mut slice.endpoints {
+                        ep.pod_name = None;
+                    }
+                }
                 let key = slice.key.clone();
                 if let Some(old) = self.slices.remove(&key) {
                     self.unlink_slice(&old);
@@ -314,7 +319,8 @@ impl ClusterStore {
                 .collect();
             build_service(&self.spec, svc, &slices)
         });
-        let ready = |r: Option<&ServiceRecords>| r.and_then(|r| r.clusterset.as_ref()).map(|c| c.ready);
+        let ready =
+            |r: Option<&ServiceRecords>| r.and_then(|r| r.clusterset.as_ref()).map(|c| c.ready);
         let was = ready(self.next.services.get(&wire_key).map(AsRef::as_ref));
         let now = ready(built.as_ref().map(|b| &b.records));
         if let (Some(was), Some(now)) = (was, now)

@@ -225,11 +225,11 @@ pub fn endpoint_slice(slice: K8sSlice) -> Result<Option<EndpointSlice>, ConvertE
             .filter(|r| r.kind.as_deref() == Some("Pod"))
             .and_then(|r| r.name);
         endpoints.push(Endpoint {
-            addresses,
-            hostname: ep.hostname,
+            addresses: addresses.into(),
+            hostname: ep.hostname.map(Into::into),
             // "nil should be interpreted as true" (EndpointConditions API).
             ready: ep.conditions.and_then(|c| c.ready).unwrap_or(true),
-            pod_name,
+            pod_name: pod_name.map(Into::into),
         });
     }
     Ok(Some(EndpointSlice {

@@ -21,8 +21,11 @@ use tokio::time::Instant;
 use crate::config::{ClusterSettings, PodsMode, Source};
 use crate::index::{Change, ClusterHandle, ClusterStore, Kind};
 
-/// How long the writer gathers a burst before publishing: a single change
-/// is visible within this plus the (incremental) build time.
+/// The writer publishes once no event has arrived for `BATCH_QUIET`, or
+/// `BATCH_WINDOW` after the first event of a burst, whichever is first: a
+/// single change is visible about a millisecond after it arrives, and a
+/// burst (a relist) still costs one publish per window.
+pub const BATCH_QUIET: Duration = Duration::from_millis(1);
 pub const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 /// One stream of one kind, in one namespace (`None`: all namespaces).
@@ -116,7 +119,9 @@ async fn writer(
         let mut events = 1usize;
         apply(&handle, &mut store, &mut pending, first);
         // Gather the rest of a burst so it costs one publish.
-        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        while let Ok(Some(ev)) =
+            tokio::time::timeout_at(deadline.min(Instant::now() + BATCH_QUIET), rx.recv()).await
+        {
             apply(&handle, &mut store, &mut pending, ev);
             events += 1;
         }
@@ -130,7 +135,10 @@ async fn writer(
                 handle.status.set_objects(kind, store.count(kind));
             }
             for (service, ready) in store.take_health_flips() {
-                handle.status.service_health_transitions.fetch_add(1, Ordering::Relaxed);
+                handle
+                    .status
+                    .service_health_transitions
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(cluster = %name, %service, ready, "service health for the clusterset changed");
             }
             if first_sync {
