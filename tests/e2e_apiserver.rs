@@ -494,8 +494,14 @@ async fn a_never_synced_cluster_answers_servfail_and_holds_readyz_while_the_othe
     // not checked here.)
     for (name, t) in [
         ("x.default.svc.cluster.region1", RecordType::A),
-        ("cockroachdb-0.cockroachdb.default.svc.cluster.region1", RecordType::A),
-        ("_grpc._tcp.cockroachdb.default.svc.cluster.region1", RecordType::SRV),
+        (
+            "cockroachdb-0.cockroachdb.default.svc.cluster.region1",
+            RecordType::A,
+        ),
+        (
+            "_grpc._tcp.cockroachdb.default.svc.cluster.region1",
+            RecordType::SRV,
+        ),
         // The reverse zone is shared: region1 might own this IP, so no
         // NXDOMAIN may be claimed for it yet.
         ("30.0.101.10.in-addr.arpa", RecordType::PTR),
@@ -515,7 +521,11 @@ async fn a_never_synced_cluster_answers_servfail_and_holds_readyz_while_the_othe
     }
     // A reverse name of the synced cluster answers.
     let m = query_udp(dns, "30.0.102.10.in-addr.arpa", RecordType::PTR).await;
-    assert_eq!(name_targets(&m), vec!["web.shop.svc.cluster.region2"], "{m:?}");
+    assert_eq!(
+        name_targets(&m),
+        vec!["web.shop.svc.cluster.region2"],
+        "{m:?}"
+    );
     let (status, body) = d.crossdns.readyz().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["not_synced"], json!(["region1"]), "{body}");
@@ -618,7 +628,6 @@ async fn garbage_from_an_apiserver_does_not_lose_the_good_snapshot() {
         Duration::from_secs(10),
     )
     .await;
-
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -633,13 +642,22 @@ async fn garbage_lists_keep_the_last_snapshot_and_a_clean_relist_recovers() {
     d.r1.set_fault(Fault::GarbageJson);
     d.r1.compact();
     d.r1.drop_watches();
-    let relisted = wait_for(Duration::from_secs(10), async || d.r1.stats().lists > lists_before).await;
-    assert!(relisted.is_some(), "crossdns never tried to relist: {:?}", d.r1.stats());
+    let relisted = wait_for(Duration::from_secs(10), async || {
+        d.r1.stats().lists > lists_before
+    })
+    .await;
+    assert!(
+        relisted.is_some(),
+        "crossdns never tried to relist: {:?}",
+        d.r1.stats()
+    );
     // Changes made meanwhile, visible only through a list.
-    d.r1
-        .apply(service("default", "during-garbage", "10.101.0.52"))
+    d.r1.apply(service("default", "during-garbage", "10.101.0.52"))
         .expect("apply during garbage");
-    assert!(d.r1.delete("v1", "Service", Some("shop"), "cache"), "cache existed");
+    assert!(
+        d.r1.delete("v1", "Service", Some("shop"), "cache"),
+        "cache existed"
+    );
     let garbage = Instant::now();
     while garbage.elapsed() < Duration::from_secs(4) {
         assert_eq!(
@@ -679,7 +697,13 @@ async fn garbage_lists_keep_the_last_snapshot_and_a_clean_relist_recovers() {
     )
     .await;
     eprintln!("recovered {took:?} after the garbage stopped");
-    until_rcode(dns, "cache.shop.svc.cluster.region1", ResponseCode::NXDomain, RECOVERY).await;
+    until_rcode(
+        dns,
+        "cache.shop.svc.cluster.region1",
+        ResponseCode::NXDomain,
+        RECOVERY,
+    )
+    .await;
     assert_eq!(
         a_set(dns, "cockroachdb-0.cockroachdb.default.svc.cluster.region1").await,
         ips(&["10.1.0.10"])
@@ -696,17 +720,24 @@ async fn garbage_watch_events_are_not_lost_for_good() {
     let d = demo().await;
     let dns = d.dns();
     // Make sure the watches are open.
-    d.r1
-        .apply(service("default", "warmup", "10.101.9.1"))
+    d.r1.apply(service("default", "warmup", "10.101.9.1"))
         .expect("apply warmup");
-    until_a(dns, "warmup.default.svc.cluster.region1", &["10.101.9.1"], SYNC).await;
+    until_a(
+        dns,
+        "warmup.default.svc.cluster.region1",
+        &["10.101.9.1"],
+        SYNC,
+    )
+    .await;
 
     d.r1.set_fault(Fault::GarbageJson);
     // Sent to the open watches as lines that are not JSON.
-    d.r1
-        .apply(service("default", "during-garbage", "10.101.0.52"))
+    d.r1.apply(service("default", "during-garbage", "10.101.0.52"))
         .expect("apply during garbage");
-    assert!(d.r1.delete("v1", "Service", Some("shop"), "cache"), "cache existed");
+    assert!(
+        d.r1.delete("v1", "Service", Some("shop"), "cache"),
+        "cache existed"
+    );
     // Answers stay meanwhile.
     let garbage = Instant::now();
     while garbage.elapsed() < Duration::from_secs(3) {
@@ -725,7 +756,13 @@ async fn garbage_watch_events_are_not_lost_for_good() {
         Duration::from_secs(40),
     )
     .await;
-    until_rcode(dns, "cache.shop.svc.cluster.region1", ResponseCode::NXDomain, RECOVERY).await;
+    until_rcode(
+        dns,
+        "cache.shop.svc.cluster.region1",
+        ResponseCode::NXDomain,
+        RECOVERY,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

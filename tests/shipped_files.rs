@@ -80,8 +80,14 @@ fn every_shipped_kubernetes_manifest_loads() {
         if is_crossdns_config(&text) {
             continue;
         }
-        let parsed = crossdns::watch::parse_documents(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(parsed.skipped.is_empty(), "{}: {:?}", path.display(), parsed.skipped);
+        let parsed = crossdns::watch::parse_documents(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            parsed.skipped.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            parsed.skipped
+        );
         objects += parsed.objects.len();
     }
     assert!(
