@@ -90,9 +90,15 @@ impl ClustersetZone {
     pub fn new(cs: &ClustersetSettings, clusters: &[Arc<ClusterHandle>]) -> Self {
         let members: Vec<Member> = clusters
             .iter()
-            .map(|c| Member { label: c.spec.name.as_bytes().into(), cluster: Arc::clone(c) })
+            .map(|c| Member {
+                label: c.spec.name.as_bytes().into(),
+                cluster: Arc::clone(c),
+            })
             .collect();
-        let local = cs.local.as_ref().and_then(|l| clusters.iter().position(|c| &c.spec.name == l));
+        let local = cs
+            .local
+            .as_ref()
+            .and_then(|l| clusters.iter().position(|c| &c.spec.name == l));
         Self {
             members,
             local,
@@ -115,24 +121,44 @@ impl ClustersetZone {
     }
 
     /// Looks up `name` (labels `0..k` relative to the clusterset zone).
-    pub fn lookup<R>(&self, name: &QName, k: usize, want: u16, f: impl FnOnce(Found<'_>) -> R) -> R {
+    pub fn lookup<R>(
+        &self,
+        name: &QName,
+        k: usize,
+        want: u16,
+        f: impl FnOnce(Found<'_>) -> R,
+    ) -> R {
         if k == 0 {
             return f(Found::Apex);
         }
         if name.label(k - 1) != b"svc" {
-            return f(if self.any_unsynced() { Found::Servfail } else { Found::Nxdomain });
+            return f(if self.any_unsynced() {
+                Found::Servfail
+            } else {
+                Found::Nxdomain
+            });
         }
         let guards: Vec<_> = self.members.iter().map(|m| m.cluster.load()).collect();
         let snaps: Vec<Option<&Snapshot>> = guards.iter().map(|g| g.as_deref()).collect();
         if snaps.iter().all(Option::is_none) {
             return f(Found::Servfail);
         }
-        let unknown = || if self.any_unsynced() { Found::Servfail } else { Found::Nxdomain };
+        let unknown = || {
+            if self.any_unsynced() {
+                Found::Servfail
+            } else {
+                Found::Nxdomain
+            }
+        };
         match k {
             1 => f(Found::Nodata),
             2 => {
                 let ns = name.label(0);
-                f(if snaps.iter().flatten().any(|s| s.has_namespace(ns)) { Found::Nodata } else { unknown() })
+                f(if snaps.iter().flatten().any(|s| s.has_namespace(ns)) {
+                    Found::Nodata
+                } else {
+                    unknown()
+                })
             }
             3 => self.service_addresses(&snaps, name.span(0, 2), want, f),
             4 => {
@@ -143,17 +169,27 @@ impl ClustersetZone {
                     .iter()
                     .flatten()
                     .filter_map(|s| s.clusterset_service(key))
-                    .any(|(svc, cs)| first.starts_with(b"_") && (svc.is_proto_label(first) || !cs.srv.is_empty()));
+                    .any(|(svc, cs)| {
+                        first.starts_with(b"_") && (svc.is_proto_label(first) || !cs.srv.is_empty())
+                    });
                 f(if ent { Found::Nodata } else { unknown() })
             }
             5 if name.label(0).starts_with(b"_") => self.srv(&snaps, name, want, f),
             5 => {
                 // `<host>.<cluster>.<svc>.<ns>.svc`: that pod, healthy or not.
-                let Some(i) = self.members.iter().position(|m| m.label.as_ref() == name.label(1)) else {
+                let Some(i) = self
+                    .members
+                    .iter()
+                    .position(|m| m.label.as_ref() == name.label(1))
+                else {
                     return f(Found::Nxdomain);
                 };
-                let Some(snap) = snaps[i] else { return f(Found::Servfail) };
-                let node = snap.clusterset_service(name.span(2, 4)).and_then(|(svc, _)| svc.hosts.get(name.label(0)));
+                let Some(snap) = snaps[i] else {
+                    return f(Found::Servfail);
+                };
+                let node = snap
+                    .clusterset_service(name.span(2, 4))
+                    .and_then(|(svc, _)| svc.hosts.get(name.label(0)));
                 f(node.map_or(Found::Nxdomain, Found::Node))
             }
             _ => f(unknown()),
@@ -161,28 +197,55 @@ impl ClustersetZone {
     }
 
     /// Exported service entries per cluster, and which are healthy.
-    fn entries<'s>(&self, snaps: &[Option<&'s Snapshot>], key: &[u8]) -> (Vec<(usize, &'s ClustersetRecords)>, Vec<usize>) {
+    fn entries<'s>(
+        &self,
+        snaps: &[Option<&'s Snapshot>],
+        key: &[u8],
+    ) -> (Vec<(usize, &'s ClustersetRecords)>, Vec<usize>) {
         let now = unix_ms();
         let entries: Vec<(usize, &ClustersetRecords)> = snaps
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.and_then(|s| s.clusterset_service(key)).map(|(_, cs)| (i, cs)))
+            .filter_map(|(i, s)| {
+                s.and_then(|s| s.clusterset_service(key))
+                    .map(|(_, cs)| (i, cs))
+            })
             .collect();
         let healthy = entries
             .iter()
-            .filter(|(i, cs)| cs.ready && !self.members[*i].cluster.status.stale(self.stats.stale_after, now))
+            .filter(|(i, cs)| {
+                cs.ready
+                    && !self.members[*i]
+                        .cluster
+                        .status
+                        .stale(self.stats.stale_after, now)
+            })
             .map(|(i, _)| *i)
             .collect();
         (entries, healthy)
     }
 
-    fn service_addresses<R>(&self, snaps: &[Option<&Snapshot>], key: &[u8], want: u16, f: impl FnOnce(Found<'_>) -> R) -> R {
+    fn service_addresses<R>(
+        &self,
+        snaps: &[Option<&Snapshot>],
+        key: &[u8],
+        want: u16,
+        f: impl FnOnce(Found<'_>) -> R,
+    ) -> R {
         let (entries, healthy) = self.entries(snaps, key);
         if entries.is_empty() {
-            return f(if self.any_unsynced() { Found::Servfail } else { Found::Nxdomain });
+            return f(if self.any_unsynced() {
+                Found::Servfail
+            } else {
+                Found::Nxdomain
+            });
         }
         // Annotations come from the local cluster's Service, else the first.
-        let source = entries.iter().find(|(i, _)| Some(*i) == self.local).unwrap_or(&entries[0]).1;
+        let source = entries
+            .iter()
+            .find(|(i, _)| Some(*i) == self.local)
+            .unwrap_or(&entries[0])
+            .1;
         let policy = source.policy.unwrap_or(self.policy);
         let (chosen, ttl) = if healthy.is_empty() {
             self.stats.all_down.fetch_add(1, Ordering::Relaxed);
@@ -208,12 +271,18 @@ impl ClustersetZone {
             "clusterset answer"
         );
         let mut out = Merged::default();
-        let types: &[u16] = if want == qtype::ANY { &[qtype::A, qtype::AAAA] } else { &[want] };
+        let types: &[u16] = if want == qtype::ANY {
+            &[qtype::A, qtype::AAAA]
+        } else {
+            &[want]
+        };
         for t in types {
             let start = out.answer.len();
             let mut n = 0u16;
             for i in &chosen {
-                let Some((_, cs)) = entries.iter().find(|(j, _)| j == i) else { continue };
+                let Some((_, cs)) = entries.iter().find(|(j, _)| j == i) else {
+                    continue;
+                };
                 // Last-healthy answers fall back to not-ready endpoints.
                 let set = match ttl {
                     Some(_) => cs.addrs.get(*t).or_else(|| cs.fallback.get(*t)),
@@ -249,7 +318,12 @@ impl ClustersetZone {
     }
 
     /// Picks the clusters that answer, among `healthy` (non-empty).
-    fn choose(&self, policy: ClustersetPolicy, source: &ClustersetRecords, healthy: &[usize]) -> Vec<usize> {
+    fn choose(
+        &self,
+        policy: ClustersetPolicy,
+        source: &ClustersetRecords,
+        healthy: &[usize],
+    ) -> Vec<usize> {
         let name = |i: usize| self.members[i].cluster.spec.name.as_str();
         match policy {
             ClustersetPolicy::LocalFirst => match self.local {
@@ -267,9 +341,15 @@ impl ClustersetZone {
                     .iter()
                     .filter_map(|n| self.members.iter().position(|m| m.cluster.spec.name == *n))
                     .collect();
-                let rest: Vec<usize> = (0..self.members.len()).filter(|i| !order.contains(i)).collect();
+                let rest: Vec<usize> = (0..self.members.len())
+                    .filter(|i| !order.contains(i))
+                    .collect();
                 order.extend(rest);
-                let pick = order.iter().copied().find(|i| healthy.contains(i)).unwrap_or(healthy[0]);
+                let pick = order
+                    .iter()
+                    .copied()
+                    .find(|i| healthy.contains(i))
+                    .unwrap_or(healthy[0]);
                 if order.first() != Some(&pick) {
                     self.stats.failovers.fetch_add(1, Ordering::Relaxed);
                 }
@@ -283,7 +363,11 @@ impl ClustersetZone {
                     if source.weights.is_empty() {
                         1
                     } else {
-                        source.weights.iter().find(|(n, _)| n == name(i)).map_or(0, |(_, w)| u64::from(*w))
+                        source
+                            .weights
+                            .iter()
+                            .find(|(n, _)| n == name(i))
+                            .map_or(0, |(_, w)| u64::from(*w))
                     }
                 };
                 let total: u64 = healthy.iter().map(|i| weight(*i)).sum();
@@ -305,16 +389,30 @@ impl ClustersetZone {
 
     /// SRV merged across every healthy cluster (not only the policy's pick:
     /// SRV clients choose by priority and weight themselves).
-    fn srv<R>(&self, snaps: &[Option<&Snapshot>], name: &QName, want: u16, f: impl FnOnce(Found<'_>) -> R) -> R {
+    fn srv<R>(
+        &self,
+        snaps: &[Option<&Snapshot>],
+        name: &QName,
+        want: u16,
+        f: impl FnOnce(Found<'_>) -> R,
+    ) -> R {
         let key = name.span(2, 4);
         let srv_key = name.span(0, 2);
         let (entries, healthy) = self.entries(snaps, key);
         if entries.is_empty() {
-            return f(if self.any_unsynced() { Found::Servfail } else { Found::Nxdomain });
+            return f(if self.any_unsynced() {
+                Found::Servfail
+            } else {
+                Found::Nxdomain
+            });
         }
         if !matches!(want, qtype::SRV | qtype::ANY) {
             let exists = entries.iter().any(|(_, cs)| cs.srv.contains_key(srv_key));
-            return f(if exists { Found::Nodata } else { Found::Nxdomain });
+            return f(if exists {
+                Found::Nodata
+            } else {
+                Found::Nxdomain
+            });
         }
         let pick: Vec<usize> = if healthy.is_empty() {
             match self.all_down {
@@ -331,8 +429,12 @@ impl ClustersetZone {
         let mut out = Merged::default();
         let mut seen: Vec<&[u8]> = Vec::new();
         for i in pick {
-            let Some((_, cs)) = entries.iter().find(|(j, _)| *j == i) else { continue };
-            let Some(set) = cs.srv.get(srv_key).and_then(|n| n.get(qtype::SRV)) else { continue };
+            let Some((_, cs)) = entries.iter().find(|(j, _)| *j == i) else {
+                continue;
+            };
+            let Some(set) = cs.srv.get(srv_key).and_then(|n| n.get(qtype::SRV)) else {
+                continue;
+            };
             // ClusterIP services give the same record from every cluster.
             if seen.contains(&set.answer()) {
                 continue;
@@ -345,7 +447,11 @@ impl ClustersetZone {
         }
         if out.count == 0 {
             let exists = entries.iter().any(|(_, cs)| cs.srv.contains_key(srv_key));
-            return f(if exists { Found::Nodata } else { Found::Nxdomain });
+            return f(if exists {
+                Found::Nodata
+            } else {
+                Found::Nxdomain
+            });
         }
         f(Found::Merged(out))
     }

@@ -57,7 +57,12 @@ pub enum Step {
     Drop,
     /// A valid query for a forward zone: resolve it with
     /// `Forwarder::resolve(forward, packet, limit)`.
-    Forward { zone: u16, forward: usize, limit: usize, qtype: u16 },
+    Forward {
+        zone: u16,
+        forward: usize,
+        limit: usize,
+        qtype: u16,
+    },
 }
 
 #[derive(Debug)]
@@ -126,7 +131,12 @@ impl Engine {
         }
         for (i, fw) in settings.forward.iter().enumerate() {
             by_apex.insert(fw.zone.as_bytes().into(), zones.len());
-            zones.push(Zone::new(fw.zone.clone(), ZoneKind::Forward(i), ttl, serial));
+            zones.push(Zone::new(
+                fw.zone.clone(),
+                ZoneKind::Forward(i),
+                ttl,
+                serial,
+            ));
         }
         let mut dns_version_tail = Vec::new();
         push_rr_tail(
@@ -151,20 +161,37 @@ impl Engine {
     /// Answers one DNS message without forwarding: `None` when the packet
     /// deserves no reply; queries for forward zones get SERVFAIL. For code
     /// paths with no forwarder (benchmarks, tests of the engine alone).
-    pub fn respond(&self, packet: &[u8], client: IpAddr, transport: Transport, out: &mut Vec<u8>) -> Option<Outcome> {
+    pub fn respond(
+        &self,
+        packet: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
         match self.step(packet, client, transport, out) {
             Step::Reply(o) => Some(o),
             Step::Drop => None,
             Step::Forward { zone, .. } => {
                 let q = wire::parse(packet).ok()?;
                 ResponseWriter::new(out, &q).finish(&q, rcode::SERVFAIL, false, false);
-                Some(Outcome { rcode: rcode::SERVFAIL, qtype: q.qtype, zone: Some(zone), truncated: false })
+                Some(Outcome {
+                    rcode: rcode::SERVFAIL,
+                    qtype: q.qtype,
+                    zone: Some(zone),
+                    truncated: false,
+                })
             }
         }
     }
 
     /// Answers one DNS message into `out`, or says it must be forwarded.
-    pub fn step(&self, packet: &[u8], client: IpAddr, transport: Transport, out: &mut Vec<u8>) -> Step {
+    pub fn step(
+        &self,
+        packet: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> Step {
         let q = match wire::parse(packet) {
             Ok(q) => q,
             Err(Reject::Drop) => return Step::Drop,
@@ -207,7 +234,12 @@ impl Engine {
         };
         let zone = &self.zones[zi];
         if let ZoneKind::Forward(forward) = zone.kind {
-            return Step::Forward { zone: zi as u16, forward, limit, qtype: q.qtype };
+            return Step::Forward {
+                zone: zi as u16,
+                forward,
+                limit,
+                qtype: q.qtype,
+            };
         }
         let emit = |found: Found<'_>| self.emit(&q, zone, at, found, limit, out);
         let (rcode, truncated) = match &zone.kind {
@@ -305,9 +337,21 @@ impl Engine {
                 if w.len() + m.answer.len() + wire::opt_len(q) > limit {
                     return truncated(w, q);
                 }
-                w.push(0, Chunk { count: m.count, bytes: &m.answer });
+                w.push(
+                    0,
+                    Chunk {
+                        count: m.count,
+                        bytes: &m.answer,
+                    },
+                );
                 if w.len() + m.extra.len() + wire::opt_len(q) <= limit {
-                    w.push(2, Chunk { count: m.extra_count, bytes: &m.extra });
+                    w.push(
+                        2,
+                        Chunk {
+                            count: m.extra_count,
+                            bytes: &m.extra,
+                        },
+                    );
                 }
             }
             Found::Node(node) => {

@@ -224,7 +224,11 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, Reject> {
         let n = [an, ns, ar][section];
         for _ in 0..n {
             let owner_start = at;
-            at = skip_name(packet, at).ok_or(Reject::Reply { id, flags, rcode: rcode::FORMERR })?;
+            at = skip_name(packet, at).ok_or(Reject::Reply {
+                id,
+                flags,
+                rcode: rcode::FORMERR,
+            })?;
             let (Some(rtype), Some(class), Some(ttl_hi), Some(ttl_lo), Some(rdlen)) = (
                 be16(packet, at),
                 be16(packet, at + 2),

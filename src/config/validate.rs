@@ -431,15 +431,24 @@ fn forward_zone(cx: &Ctx<'_>, i: usize, f: &RawForward) -> Result<ForwardSetting
     let client_cert = match (&f.tls_cert, &f.tls_key) {
         (None, None) => None,
         (Some(c), Some(k)) => Some((file("tls_cert", c)?, file("tls_key", k)?)),
-        (Some(c), None) => return Err(cx.err(format!("forward[{i}].tls_cert"), c, "needs tls_key too")),
-        (None, Some(k)) => return Err(cx.err(format!("forward[{i}].tls_key"), k, "needs tls_cert too")),
+        (Some(c), None) => {
+            return Err(cx.err(format!("forward[{i}].tls_cert"), c, "needs tls_key too"));
+        }
+        (None, Some(k)) => {
+            return Err(cx.err(format!("forward[{i}].tls_key"), k, "needs tls_cert too"));
+        }
     };
     Ok(ForwardSettings {
         zone,
         upstreams,
         policy: f.policy,
         max_fails: f.max_fails,
-        stale_for: duration(cx, &format!("forward[{i}].stale_for"), f.stale_for.as_deref(), Duration::from_secs(3600))?,
+        stale_for: duration(
+            cx,
+            &format!("forward[{i}].stale_for"),
+            f.stale_for.as_deref(),
+            Duration::from_secs(3600),
+        )?,
         tls: UpstreamTls { ca, client_cert },
     })
 }

@@ -231,7 +231,9 @@ async fn watch_scope(
         let mut stream = watcher::watcher(api.clone(), config.clone()).boxed();
         let mut initial: Vec<Object> = Vec::new();
         let error = loop {
-            let Some(item) = stream.next().await else { break None };
+            let Some(item) = stream.next().await else {
+                break None;
+            };
             let event = match item {
                 Ok(Event::Init) => {
                     initial.clear();
@@ -244,8 +246,14 @@ async fn watch_scope(
                 Ok(Event::InitDone) => {
                     backoff.reset();
                     let objects = std::mem::take(&mut initial);
-                    tracing::debug!(cluster, kind = kind.as_str(), count = objects.len(), "listed");
-                    let reset = SourceEvent::Change(Change::Reset(kind, namespace.clone(), objects));
+                    tracing::debug!(
+                        cluster,
+                        kind = kind.as_str(),
+                        count = objects.len(),
+                        "listed"
+                    );
+                    let reset =
+                        SourceEvent::Change(Change::Reset(kind, namespace.clone(), objects));
                     if tx.send(reset).await.is_err() {
                         return;
                     }
@@ -255,7 +263,9 @@ async fn watch_scope(
                     Some(o) => SourceEvent::Change(Change::Apply(o)),
                     None => continue,
                 },
-                Ok(Event::Delete(obj)) => SourceEvent::Change(Change::Delete(kind, obj_key(kind, &obj))),
+                Ok(Event::Delete(obj)) => {
+                    SourceEvent::Change(Change::Delete(kind, obj_key(kind, &obj)))
+                }
                 Err(e) => break Some(e),
             };
             if tx.send(event).await.is_err() {
@@ -263,7 +273,14 @@ async fn watch_scope(
             }
         };
         let why = error.map_or_else(|| "stream ended".to_owned(), |e| e.to_string());
-        if tx.send(SourceEvent::Failing(format!("{} watch: {why}", kind.as_str()))).await.is_err() {
+        if tx
+            .send(SourceEvent::Failing(format!(
+                "{} watch: {why}",
+                kind.as_str()
+            )))
+            .await
+            .is_err()
+        {
             return;
         }
         tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(5))).await;

@@ -207,7 +207,14 @@ mod tests {
         )
         .expect("the file is YAML");
         assert_eq!(parsed.objects.len(), 1);
-        assert!(parsed.skipped[0].contains("Service broken"), "{:?}", parsed.skipped);
-        assert!(parse_documents("kind: [unclosed").is_err(), "not YAML fails the file");
+        assert!(
+            parsed.skipped[0].contains("Service broken"),
+            "{:?}",
+            parsed.skipped
+        );
+        assert!(
+            parse_documents("kind: [unclosed").is_err(),
+            "not YAML fails the file"
+        );
     }
 }
