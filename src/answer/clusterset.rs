@@ -225,6 +225,21 @@ impl ClustersetZone {
         (entries, healthy)
     }
 
+    /// No cluster is healthy for `key`: per `all_down`, the clusters that
+    /// were healthy last, or the negative answer to give.
+    fn when_all_down(&self, key: &[u8]) -> Result<Vec<usize>, Found<'static>> {
+        self.stats.all_down.fetch_add(1, Ordering::Relaxed);
+        match self.all_down {
+            AllDown::Servfail => Err(Found::Servfail),
+            AllDown::Nxdomain => Err(Found::Nxdomain),
+            AllDown::LastHealthy => self
+                .last_healthy
+                .get(key)
+                .map(|l| l.to_vec())
+                .ok_or(Found::Servfail),
+        }
+    }
+
     fn service_addresses<R>(
         &self,
         snaps: &[Option<&Snapshot>],
@@ -248,14 +263,9 @@ impl ClustersetZone {
             .1;
         let policy = source.policy.unwrap_or(self.policy);
         let (chosen, ttl) = if healthy.is_empty() {
-            self.stats.all_down.fetch_add(1, Ordering::Relaxed);
-            match self.all_down {
-                AllDown::Servfail => return f(Found::Servfail),
-                AllDown::Nxdomain => return f(Found::Nxdomain),
-                AllDown::LastHealthy => match self.last_healthy.get(key) {
-                    Some(last) => (last.to_vec(), Some(LAST_HEALTHY_TTL)),
-                    None => return f(Found::Servfail),
-                },
+            match self.when_all_down(key) {
+                Ok(last) => (last, Some(LAST_HEALTHY_TTL)),
+                Err(negative) => return f(negative),
             }
         } else {
             if self.last_healthy.get(key).is_none_or(|l| **l != *healthy) {
@@ -415,13 +425,9 @@ impl ClustersetZone {
             });
         }
         let pick: Vec<usize> = if healthy.is_empty() {
-            match self.all_down {
-                AllDown::Servfail => return f(Found::Servfail),
-                AllDown::Nxdomain => return f(Found::Nxdomain),
-                AllDown::LastHealthy => match self.last_healthy.get(key) {
-                    Some(last) => last.to_vec(),
-                    None => return f(Found::Servfail),
-                },
+            match self.when_all_down(key) {
+                Ok(last) => last,
+                Err(negative) => return f(negative),
             }
         } else {
             healthy
