@@ -515,3 +515,46 @@ async fn the_dot_listener_answers_a_hickory_net_tls_client() {
         "a client trusting another CA must not get an answer"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dot_certificate_is_reloaded_when_its_files_change_and_a_bad_one_is_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = pki(dir.path());
+    let b = start_b(dir.path(), &pki, None).await;
+    assert!(
+        hickory_dot_query(b.dot[0], &pki.ca.cert, POD, A)
+            .await
+            .is_ok()
+    );
+
+    // Rotate: a certificate from a new CA, written over the files B serves.
+    let rotated = TestCa::new(dir.path(), "rotated");
+    let next = rotated.issue("dns-region3-next", &["dns.region3", "127.0.0.1"], false);
+    std::fs::copy(&next.key, &pki.server.key).expect("write key");
+    std::fs::copy(&next.cert, &pki.server.cert).expect("write cert");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while hickory_dot_query(b.dot[0], &rotated.cert, POD, A)
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        hickory_dot_query(b.dot[0], &pki.ca.cert, POD, A)
+            .await
+            .is_err(),
+        "new connections no longer get the old certificate"
+    );
+
+    // Files that do not load keep the running certificate.
+    std::fs::write(&pki.server.cert, "not a certificate").expect("write garbage");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = hickory_dot_query(b.dot[0], &rotated.cert, POD, A)
+        .await
+        .expect("still serving the last good certificate");
+    assert_eq!(a_records(&m), ["10.3.0.10"]);
+}
