@@ -207,10 +207,13 @@ impl Object {
 pub enum Change {
     Apply(Object),
     Delete(Kind, ObjKey),
-    /// The complete current set of one kind (a relist, or a re-read folder),
-    /// in one namespace or (`None`) all of them: everything of that kind and
-    /// scope not in the list is gone.
+    /// The complete current set of one kind (a relist), in one namespace or
+    /// (`None`) all of them: everything of that kind and scope not in the
+    /// list is gone.
     Reset(Kind, Option<String>, Vec<Object>),
+    /// Everything one source (a manifest file) holds now: what it delivered
+    /// before and no longer lists is gone, unless another source lists it.
+    ResetSource(String, Vec<Object>),
 }
 
 /// What the snapshot builder needs to know about its cluster.

@@ -24,6 +24,10 @@ pub struct ClusterStore {
     pods_by_ip: HashMap<IpAddr, BTreeSet<ObjKey>>,
     namespace_objects: BTreeSet<String>,
     statefulsets: HashMap<ObjKey, StatefulSet>,
+    /// Per source (manifest file): the objects it delivered last.
+    sources: HashMap<String, Vec<(Kind, ObjKey)>>,
+    /// How many sources deliver each object.
+    owners: HashMap<(Kind, ObjKey), u32>,
     /// Reverse addresses each service contributed to the last snapshot.
     ptr_of: HashMap<ObjKey, Vec<IpAddr>>,
 
@@ -49,6 +53,8 @@ impl ClusterStore {
             pods_by_ip: HashMap::new(),
             namespace_objects: BTreeSet::new(),
             statefulsets: HashMap::new(),
+            sources: HashMap::new(),
+            owners: HashMap::new(),
             ptr_of: HashMap::new(),
             dirty_services: HashSet::new(),
             health_flips: Vec::new(),
@@ -88,6 +94,7 @@ impl ClusterStore {
             Change::Apply(obj) => self.upsert(obj),
             Change::Delete(kind, key) => self.remove(kind, &key),
             Change::Reset(kind, scope, objects) => self.reset(kind, scope.as_deref(), objects),
+            Change::ResetSource(source, objects) => self.reset_source(source, objects),
         }
     }
 
@@ -241,6 +248,37 @@ impl ClusterStore {
             }
             self.upsert(obj);
         }
+    }
+
+    /// Replaces what one source delivers. Objects it no longer lists go,
+    /// unless another source still lists them; unchanged ones cost nothing.
+    fn reset_source(&mut self, source: String, objects: Vec<Object>) {
+        self.changed = true;
+        let new: Vec<(Kind, ObjKey)> = objects.iter().map(|o| (o.kind(), object_key(o))).collect();
+        for key in self.sources.remove(&source).unwrap_or_default() {
+            let left = self.owners.get_mut(&key).map(|n| {
+                *n -= 1;
+                *n
+            });
+            if left == Some(0) {
+                self.owners.remove(&key);
+                if !new.contains(&key) {
+                    self.remove(key.0, &key.1);
+                }
+            }
+        }
+        for key in &new {
+            *self.owners.entry(key.clone()).or_insert(0) += 1;
+        }
+        for obj in objects {
+            if let Object::EndpointSlice(s) = &obj
+                && self.slices.get(&s.key) == Some(s)
+            {
+                continue; // unchanged: do not dirty its service
+            }
+            self.upsert(obj);
+        }
+        self.sources.insert(source, new);
     }
 
     /// Builds the next snapshot from what changed, and returns it.
@@ -410,6 +448,54 @@ fn is_label_suffix(name: &[u8], suffix: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec() -> Arc<ClusterSpec> {
+        Arc::new(ClusterSpec {
+            name: "c".into(),
+            zone: WireName::parse("cluster.c").expect("zone"),
+            ttl: 5,
+            namespaces: Vec::new(),
+            service_address: crate::config::ServiceAddress::ClusterIp,
+            pods: PodsMode::Disabled,
+            endpoint_pod_names: false,
+            clusterset: None,
+        })
+    }
+
+    fn svc(name: &str) -> Object {
+        Object::Service(Service {
+            key: ObjKey::new("ns", name),
+            kind: super::super::ServiceKind::ClusterIp(vec!["10.0.0.1".parse().expect("ip")]),
+            ports: Vec::new(),
+            publish_not_ready: false,
+            lb_ingress: Vec::new(),
+            annotations: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_source_reset_removes_only_what_no_source_still_lists() {
+        let mut store = ClusterStore::new(spec());
+        store.apply(Change::ResetSource(
+            "a.yaml".into(),
+            vec![svc("x"), svc("shared")],
+        ));
+        store.apply(Change::ResetSource(
+            "b.yaml".into(),
+            vec![svc("y"), svc("shared")],
+        ));
+        assert_eq!(store.count(Kind::Service), 3);
+        // a.yaml loses x and shared; b.yaml still lists shared.
+        store.apply(Change::ResetSource("a.yaml".into(), vec![]));
+        let snap = store.publish(1);
+        assert_eq!(store.count(Kind::Service), 2);
+        assert!(snap.service(b"\x01x\x02ns").is_none());
+        assert!(snap.service(b"\x06shared\x02ns").is_some());
+        // A file that goes away entirely takes the rest.
+        store.apply(Change::ResetSource("b.yaml".into(), vec![]));
+        store.publish(2);
+        assert_eq!(store.count(Kind::Service), 0);
+    }
 
     #[test]
     fn label_suffix_respects_label_boundaries() {

@@ -1,9 +1,10 @@
 //! A static source: a folder of Kubernetes YAML (multi-document files and
-//! `kind: List`, as `kubectl get -o yaml` writes them), re-read when any file
-//! changes. A file that stops parsing keeps its last good objects, so a
-//! half-saved edit never empties a zone.
+//! `kind: List`, as `kubectl get -o yaml` writes them); a file is re-read
+//! when it changes. A file that stops parsing keeps its last good objects
+//! (the store remembers what each file delivered), so a half-saved edit never
+//! empties a zone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -23,7 +24,6 @@ type Stamp = (Option<SystemTime>, u64);
 
 pub async fn run(dir: PathBuf, kinds: Vec<Kind>, tx: mpsc::Sender<SourceEvent>) {
     let mut stamps: BTreeMap<PathBuf, Stamp> = BTreeMap::new();
-    let mut last_good: HashMap<PathBuf, Vec<Object>> = HashMap::new();
     let mut first = true;
     loop {
         let found = tokio::task::spawn_blocking({
@@ -34,51 +34,48 @@ pub async fn run(dir: PathBuf, kinds: Vec<Kind>, tx: mpsc::Sender<SourceEvent>) 
         let now = match found {
             Ok(Ok(now)) => now,
             Ok(Err(e)) => {
-                let _ = tx
-                    .send(SourceEvent::Failing(format!(
-                        "cannot read {}: {e}",
-                        dir.display()
-                    )))
-                    .await;
+                let why = format!("cannot read {}: {e}", dir.display());
+                let _ = tx.send(SourceEvent::Failing(why)).await;
                 tokio::time::sleep(POLL).await;
                 continue;
             }
             Err(_) => return,
         };
-        if first || now != stamps {
-            let changed: Vec<PathBuf> = now
-                .iter()
-                .filter(|(p, s)| stamps.get(*p) != Some(s))
-                .map(|(p, _)| p.clone())
-                .collect();
-            last_good.retain(|p, _| now.contains_key(p));
-            for path in changed {
-                match read_file(&path) {
-                    Ok(parsed) => {
-                        for why in &parsed.skipped {
-                            tracing::warn!(file = %path.display(), error = %why, "skipping object that does not parse");
-                        }
-                        last_good.insert(path, parsed.objects);
+        // Each file is a source of its own: the store remembers what it
+        // delivered, so only changed files are read and sent, and a file
+        // that stops parsing is simply not sent (its objects stay).
+        let gone = stamps.keys().filter(|p| !now.contains_key(*p)).cloned();
+        let mut changes: Vec<(PathBuf, Vec<Object>)> = gone.map(|p| (p, Vec::new())).collect();
+        for (path, stamp) in &now {
+            if stamps.get(path) == Some(stamp) {
+                continue;
+            }
+            match read_file(path) {
+                Ok(parsed) => {
+                    for why in &parsed.skipped {
+                        tracing::warn!(file = %path.display(), error = %why, "skipping object that does not parse");
                     }
-                    Err(e) => {
-                        tracing::error!(file = %path.display(), error = %e, "manifest does not parse; keeping its last good objects");
-                    }
+                    let objects = parsed
+                        .objects
+                        .into_iter()
+                        .filter(|o| kinds.contains(&o.kind()))
+                        .collect();
+                    changes.push((path.clone(), objects));
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "manifest does not parse; keeping its last good objects");
                 }
             }
-            stamps = now;
-            let mut by_kind: HashMap<Kind, Vec<Object>> = HashMap::new();
-            for obj in last_good.values().flatten() {
-                by_kind.entry(obj.kind()).or_default().push(obj.clone());
+        }
+        stamps = now;
+        for (path, objects) in changes {
+            let change = Change::ResetSource(path.display().to_string(), objects);
+            if tx.send(SourceEvent::Change(change)).await.is_err() {
+                return;
             }
+        }
+        if first {
             for kind in &kinds {
-                let objects = by_kind.remove(kind).unwrap_or_default();
-                if tx
-                    .send(SourceEvent::Change(Change::Reset(*kind, None, objects)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
                 if tx.send(SourceEvent::Synced((*kind, None))).await.is_err() {
                     return;
                 }
