@@ -5,6 +5,7 @@
 //! names clients keep asking for.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,8 @@ pub fn cache_ttl(m: &Message) -> Option<u32> {
 #[derive(Debug)]
 pub struct Cache {
     stale_for: Duration,
-    map: Mutex<lru::LruCache<Key, Entry>>,
+    /// Entries behind `Arc`: a hit clones a pointer, not the records.
+    map: Mutex<lru::LruCache<Key, Arc<Entry>>>,
 }
 
 impl Cache {
@@ -75,13 +77,13 @@ impl Cache {
     }
 
     /// A fresh entry (and marks it recently used).
-    pub fn fresh(&self, key: &Key, now: Instant) -> Option<Entry> {
+    pub fn fresh(&self, key: &Key, now: Instant) -> Option<Arc<Entry>> {
         let mut map = self.map.lock().ok()?;
         map.get(key).filter(|e| e.remaining(now).is_some()).cloned()
     }
 
     /// An entry expired less than `stale_for` ago (RFC 8767 §4).
-    pub fn stale(&self, key: &Key, now: Instant) -> Option<Entry> {
+    pub fn stale(&self, key: &Key, now: Instant) -> Option<Arc<Entry>> {
         if self.stale_for.is_zero() {
             return None;
         }
@@ -96,14 +98,14 @@ impl Cache {
         let Ok(mut map) = self.map.lock() else { return };
         map.put(
             key,
-            Entry {
+            Arc::new(Entry {
                 rcode: m.metadata.response_code,
                 answers: m.answers.clone(),
                 authorities: m.authorities.clone(),
                 additionals: m.additionals.clone(),
                 stored: now,
                 ttl,
-            },
+            }),
         );
     }
 
