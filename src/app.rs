@@ -2,13 +2,14 @@
 //! listeners, with forward and admin beside them. `start` returns once everything is
 //! bound, so tests can run a whole server in-process on `127.0.0.1:0`.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::task::JoinHandle;
 
 use crate::answer::Engine;
 use crate::config::Settings;
@@ -16,7 +17,7 @@ use crate::forward::Forwarder;
 use crate::index::{ClusterHandle, ClusterSpec};
 use crate::listen::{self, Shared, TlsAcceptor, UdpWorkers};
 use crate::metrics::Metrics;
-use crate::watch::{self, ClusterTasks};
+use crate::watch::{self, CancelOnDrop, ClusterTasks};
 
 /// A running crossdns. Dropping it stops everything.
 #[derive(Debug)]
@@ -32,15 +33,7 @@ pub struct Running {
     pub metrics: Metrics,
     _watch: Vec<ClusterTasks>,
     _udp: Vec<UdpWorkers>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
+    _tasks: Vec<CancelOnDrop>,
 }
 
 /// UDP answering threads per listen address: one per core we may run on.
@@ -57,6 +50,8 @@ async fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    // A reloaded config binds beside the running one before it goes away.
+    socket.set_reuseport(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
 }
@@ -83,7 +78,21 @@ async fn bind_dns(
     Err(last.unwrap_or_else(|| anyhow::anyhow!("cannot listen on {addr}")))
 }
 
-pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+/// The stages before any socket: watch, index, answer and forward, started
+/// and wired, but not yet serving. Dropping it stops the watchers.
+#[derive(Debug)]
+pub struct Prepared {
+    settings: Settings,
+    pub clusters: Vec<Arc<ClusterHandle>>,
+    watch: Vec<ClusterTasks>,
+    engine: Arc<Engine>,
+    forwarder: Arc<Forwarder>,
+    metrics: Metrics,
+}
+
+/// Starts watching every cluster and builds the answer engine. Must run
+/// inside a tokio runtime.
+pub fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     // watch → index: one handle (publication point) and task set per cluster.
     let clusters: Vec<Arc<ClusterHandle>> = settings
         .clusters
@@ -100,8 +109,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .zip(&clusters)
         .map(|(c, h)| watch::spawn_cluster(c, Arc::clone(h)))
         .collect();
-
-    // answer, with forward beside it, then the listeners that feed them.
+    // answer, with forward beside it.
     let engine = Arc::new(Engine::new(&settings, &clusters));
     let forwarder = Arc::new(Forwarder::new(&settings.forward)?);
     let metrics = Metrics::new(
@@ -110,20 +118,41 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         Arc::clone(&forwarder),
         engine.clusterset_stats(),
     );
+    Ok(Prepared {
+        settings,
+        clusters,
+        watch,
+        engine,
+        forwarder,
+        metrics,
+    })
+}
+
+/// Binds every listener and starts serving. On error, whatever was bound
+/// is released again.
+pub async fn listen_on(p: Prepared) -> anyhow::Result<Running> {
+    let Prepared {
+        settings,
+        clusters,
+        watch,
+        engine,
+        forwarder,
+        metrics,
+    } = p;
     let shared = Shared {
         engine: Arc::clone(&engine),
         forwarder: Arc::clone(&forwarder),
         metrics: metrics.clone(),
     };
-    let mut tasks = vec![tokio::spawn(Arc::clone(&forwarder).probe_forever())];
+    let mut tasks = vec![spawn(Arc::clone(&forwarder).probe_forever())];
     if let Some(cs) = engine.clusterset_stats() {
-        tasks.push(tokio::spawn(cs.monitor()));
+        tasks.push(spawn(cs.monitor()));
     }
     let mut dns = Vec::new();
     let mut udp = Vec::new();
     for addr in &settings.dns.listen {
         let (bound, workers, tcp) = bind_dns(*addr, &shared).await?;
-        tasks.push(tokio::spawn(listen::serve_tcp(tcp, shared.clone())));
+        tasks.push(spawn(listen::serve_tcp(tcp, shared.clone())));
         tracing::info!(%bound, "serving DNS on udp and tcp");
         dns.push(bound);
         udp.push(workers);
@@ -136,7 +165,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
                 .await
                 .with_context(|| format!("cannot listen on tls {addr}"))?;
             let bound = listener.local_addr()?;
-            tasks.push(tokio::spawn(listen::serve_tls(
+            tasks.push(spawn(listen::serve_tls(
                 listener,
                 Arc::clone(&acceptor),
                 shared.clone(),
@@ -144,17 +173,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             tracing::info!(%bound, mutual_tls = tls.client_ca.is_some(), "serving DNS over TLS");
             dot.push(bound);
         }
-        tasks.push(tokio::spawn(listen::watch_tls_files(tls.clone(), acceptor)));
+        tasks.push(spawn(listen::watch_tls_files(tls.clone(), acceptor)));
     }
-
     let admin = match settings.admin {
         None => None,
         Some(addr) => {
-            let listener = TcpListener::bind(addr)
+            let listener = bind_tcp(addr)
                 .await
                 .with_context(|| format!("cannot listen on admin {addr}"))?;
             let bound = listener.local_addr()?;
-            tasks.push(tokio::spawn(crate::admin::serve(
+            tasks.push(spawn(crate::admin::serve(
                 listener,
                 clusters.clone(),
                 metrics.clone(),
@@ -173,17 +201,113 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         metrics,
         _watch: watch,
         _udp: udp,
-        tasks,
+        _tasks: tasks,
     })
 }
 
-/// Runs until SIGINT or SIGTERM.
+/// Spawns a task that is aborted when the returned guard is dropped.
+fn spawn(f: impl Future<Output = ()> + Send + 'static) -> CancelOnDrop {
+    CancelOnDrop(tokio::spawn(f))
+}
+
+/// Starts everything and returns once every listener is bound.
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    listen_on(prepare(settings)?).await
+}
+
+/// How long a reloaded config's clusters may take to sync before it
+/// replaces the running one anyway (their zones then answer SERVFAIL).
+const RELOAD_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the config file is checked for changes (a ConfigMap update
+/// arrives as a file change, with no signal).
+const CONFIG_POLL: Duration = Duration::from_secs(2);
+
+/// Runs until SIGINT or SIGTERM, reloading the config on SIGHUP or when
+/// its file changes. A reload that fails keeps the running config.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let running = start(settings).await?;
-    shutdown_signal().await;
+    let path = settings.path.clone();
+    let mut last = std::fs::read(&path).ok();
+    let mut running = start(settings).await?;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut poll = tokio::time::interval(CONFIG_POLL);
+    loop {
+        let asked = tokio::select! {
+            _ = &mut shutdown => break,
+            _ = hangup.recv() => true,
+            _ = poll.tick() => false,
+        };
+        let text = std::fs::read(&path).ok();
+        if !asked && text == last {
+            continue;
+        }
+        last = text;
+        if let Some(next) = reload(&path).await {
+            let old = std::mem::replace(&mut running, next);
+            // Stopping UDP threads joins them: off the async workers.
+            tokio::task::spawn_blocking(move || drop(old));
+        }
+    }
     tracing::info!("shutting down");
-    drop(running);
+    tokio::task::spawn_blocking(move || drop(running)).await?;
     Ok(())
+}
+
+/// Loads, starts and syncs a new config beside the running one; `None`
+/// (with an error logged) when it is wrong or cannot serve.
+async fn reload(path: &std::path::Path) -> Option<Running> {
+    let settings = match Settings::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "config reload failed; keeping the running config");
+            return None;
+        }
+    };
+    tracing::info!(config = %path.display(), "reloading the config");
+    let prepared = match prepare(settings) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "config reload failed; keeping the running config"
+            );
+            return None;
+        }
+    };
+    // Listeners are bound only once the new clusters have synced, so no
+    // query sees a zone of the new config before it can answer.
+    let deadline = std::time::Instant::now() + RELOAD_SYNC_TIMEOUT;
+    while !prepared.clusters.iter().all(|c| c.status.synced())
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unsynced: Vec<&str> = prepared
+        .clusters
+        .iter()
+        .filter(|c| !c.status.synced())
+        .map(|c| c.spec.name.as_str())
+        .collect();
+    if !unsynced.is_empty() {
+        tracing::warn!(
+            ?unsynced,
+            "reloaded config serves before these clusters synced"
+        );
+    }
+    match listen_on(prepared).await {
+        Ok(next) => {
+            tracing::info!("config reloaded");
+            Some(next)
+        }
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "reloaded config cannot serve; keeping the running config"
+            );
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

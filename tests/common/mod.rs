@@ -149,6 +149,11 @@ impl Crossdns {
         panic!("crossdns did not start: {last_err}");
     }
 
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }

@@ -1,0 +1,104 @@
+//! Config reload: the real binary picks up an edited config file (and
+//! SIGHUP), serving the new zones once they have synced; a broken config is
+//! refused with one clear log line and the running config keeps answering.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Crossdns, query_udp, rcode, repo_root, wait_for};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+fn cluster(name: &str) -> String {
+    format!(
+        "  - {{name: {name}, zone: cluster.{name}, manifests: {}}}\n",
+        repo_root().join("examples/demo").join(name).display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_config_is_reloaded_and_a_broken_one_keeps_the_running_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let crossdns = Crossdns::start(
+        dir.path(),
+        &format!("allow: [127.0.0.0/8]\nclusters:\n{}", cluster("region1")),
+    )
+    .await;
+    crossdns.wait_ready(Duration::from_secs(20)).await;
+    let r1 = "cockroachdb-0.cockroachdb.default.svc.cluster.region1.";
+    let r2 = "cockroachdb-0.cockroachdb.default.svc.cluster.region2.";
+    assert_eq!(
+        rcode(&query_udp(crossdns.dns, r1, RecordType::A).await),
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        rcode(&query_udp(crossdns.dns, r2, RecordType::A).await),
+        ResponseCode::Refused
+    );
+
+    // Add a cluster: served once the file change is noticed and it synced.
+    let original = std::fs::read_to_string(&crossdns.config_path).expect("read config");
+    std::fs::write(
+        &crossdns.config_path,
+        format!("{original}{}", cluster("region2")),
+    )
+    .expect("write");
+    wait_for(Duration::from_secs(15), async || {
+        rcode(&query_udp(crossdns.dns, r2, RecordType::A).await) == ResponseCode::NoError
+    })
+    .await
+    .expect("the added cluster was never served");
+    assert_eq!(
+        rcode(&query_udp(crossdns.dns, r1, RecordType::A).await),
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        crossdns.readyz().await.0,
+        200,
+        "the new admin listener answers"
+    );
+
+    // A broken config: refused, logged, and the running one keeps answering.
+    std::fs::write(&crossdns.config_path, format!("{original}bogus_key: 1\n")).expect("write");
+    wait_for(Duration::from_secs(10), async || {
+        crossdns.stderr().contains("config reload failed")
+    })
+    .await
+    .expect("the broken config was never reported");
+    assert!(
+        crossdns.stderr().contains("unknown field `bogus_key`"),
+        "{}",
+        crossdns.stderr()
+    );
+    for name in [r1, r2] {
+        assert_eq!(
+            rcode(&query_udp(crossdns.dns, name, RecordType::A).await),
+            ResponseCode::NoError,
+            "{name}"
+        );
+    }
+
+    // SIGHUP reloads the file as it is: back to region1 alone.
+    std::fs::write(&crossdns.config_path, &original).expect("write");
+    wait_for(Duration::from_secs(15), async || {
+        rcode(&query_udp(crossdns.dns, r2, RecordType::A).await) == ResponseCode::Refused
+    })
+    .await
+    .expect("region2 was never dropped");
+    let reloads = crossdns.stderr().matches("config reloaded").count();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &crossdns.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    wait_for(Duration::from_secs(15), async || {
+        crossdns.stderr().matches("config reloaded").count() > reloads
+    })
+    .await
+    .expect("SIGHUP did not reload");
+    assert_eq!(
+        rcode(&query_udp(crossdns.dns, r1, RecordType::A).await),
+        ResponseCode::NoError
+    );
+}
