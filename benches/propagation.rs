@@ -219,8 +219,8 @@ fn main() -> anyhow::Result<()> {
         mean
     );
     println!(
-        "  (includes the writer's {} ms batch window and up to 1 ms poll granularity)",
-        crossdns::watch::BATCH_WINDOW.as_millis()
+        "  (includes the writer's {} ms quiet wait before it publishes and up to 1 ms poll granularity)",
+        crossdns::watch::BATCH_QUIET.as_millis()
     );
     if failures > 0 {
         bail!("{failures} iterations did not see the change within {PER_ITERATION:?}");
