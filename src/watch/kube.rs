@@ -1,7 +1,8 @@
 //! Live apiserver sources: one kube-runtime watcher per (kind, namespace
-//! scope). Objects are read as `DynamicObject`s so one malformed object is
-//! skipped (and logged once) instead of failing its whole list; watch errors
-//! back off and retry; a 410 Expired makes the watcher relist.
+//! scope), and a liveness probe per cluster. Objects are read as
+//! `DynamicObject`s so one malformed object is skipped (and logged once)
+//! instead of failing its whole list; after any watch error (410 Expired
+//! included) the watcher backs off and relists.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,7 +16,6 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-
 use kube::runtime::watcher::{self, Event};
 use serde_json::Value;
 use tokio::sync::mpsc;
