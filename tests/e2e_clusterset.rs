@@ -299,3 +299,78 @@ async fn failover_order_is_respected_and_weighted_answers_follow_the_weights() {
     assert!((share(2) - 0.25).abs() <= 0.05, "region2=1: {counts:?}");
     assert_eq!(share(3), 0.0, "region3 has no weight: {counts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apiserver_without_version_namespaces_or_statefulsets_still_counts_as_healthy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::init_tls();
+    let hidden = vec![
+        "version".to_owned(),
+        "namespaces".to_owned(),
+        "statefulsets".to_owned(),
+    ];
+    let mut clusters = String::new();
+    let mut servers = Vec::new();
+    for n in 1..=2 {
+        let opts = fake_apiserver::Options {
+            hidden: if n == 1 { hidden.clone() } else { Vec::new() },
+            ..Default::default()
+        };
+        let s = FakeApiServer::start_with(opts).await.expect("apiserver");
+        s.apply(service("web", &vip(n, 1), json!({}))).expect("web");
+        s.apply(slice("web", &format!("10.{n}.1.1"), true))
+            .expect("slice");
+        let kc = dir.path().join(format!("region{n}.kubeconfig"));
+        s.write_kubeconfig(&kc, &format!("region{n}"))
+            .expect("kubeconfig");
+        clusters += &format!(
+            "  - {{name: region{n}, zone: cluster.region{n}, kubeconfig: {}, context: region{n}}}\n",
+            kc.display()
+        );
+        servers.push(s);
+    }
+    let rest = format!(
+        "allow: [127.0.0.0/8]\nclusters:\n{clusters}clusterset:\n  zone: clusterset.local\n  policy: round-robin\n  stale_after: 1s\n"
+    );
+    let crossdns = Crossdns::start(dir.path(), &rest).await;
+    crossdns.wait_ready(Duration::from_secs(20)).await;
+    // Well past stale_after: region1's optional watches and probe keep
+    // failing with 404s, yet it is neither stale nor out of the answer.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut answer = addresses(
+        &query_udp(
+            crossdns.dns,
+            "web.shop.svc.clusterset.local.",
+            RecordType::A,
+        )
+        .await,
+    );
+    answer.sort();
+    assert_eq!(answer, vec![ip(&vip(1, 1)), ip(&vip(2, 1))]);
+    assert_eq!(
+        crossdns
+            .metric("crossdns_clusterset_cluster_fresh{cluster=\"region1\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        crossdns
+            .metric("crossdns_cluster_failing_seconds{cluster=\"region1\"}")
+            .await,
+        Some(0.0)
+    );
+    // A real outage still counts.
+    servers[0].pause().await;
+    wait_for(Duration::from_secs(5), async || {
+        addresses(
+            &query_udp(
+                crossdns.dns,
+                "web.shop.svc.clusterset.local.",
+                RecordType::A,
+            )
+            .await,
+        ) == vec![ip(&vip(2, 1))]
+    })
+    .await
+    .expect("a paused region1 never left the answer");
+}

@@ -39,6 +39,9 @@ pub struct Options {
     pub token: Option<String>,
     /// Events kept for watch resume.
     pub history_limit: usize,
+    /// Path segments answered 404 (e.g. `version`, `statefulsets`): an
+    /// apiserver without them, or whose RBAC hides them.
+    pub hidden: Vec<String>,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             bookmark_interval: Duration::from_secs(1),
             token: None,
             history_limit: 10_000,
+            hidden: Vec::new(),
         }
     }
 }
@@ -90,6 +94,7 @@ impl FakeApiServer {
             token,
             opts.bookmark_interval,
             opts.history_limit.max(1),
+            opts.hidden,
         ));
         let listener = server::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .context("binding 127.0.0.1:0")?;

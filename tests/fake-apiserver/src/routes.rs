@@ -111,6 +111,12 @@ async fn route<B>(shared: &Arc<Shared>, local: SocketAddr, req: &Request<B>) -> 
         );
         return status_response(405, "MethodNotAllowed", &msg);
     }
+    if segs
+        .iter()
+        .any(|seg| shared.hidden.iter().any(|h| h == seg))
+    {
+        return not_found_path(path);
+    }
     let q = parse_query(req.uri().query());
     let doc = match segs.as_slice() {
         ["version"] => Some(discovery::version()),

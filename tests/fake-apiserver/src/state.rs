@@ -64,6 +64,8 @@ impl Counters {
 #[derive(Debug)]
 pub(crate) struct Shared {
     store: Mutex<Store>,
+    /// Path segments answered 404.
+    pub hidden: Vec<String>,
     pub token: String,
     pub bookmark_interval: Duration,
     pub fault: watch::Sender<Fault>,
@@ -71,10 +73,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(token: String, bookmark_interval: Duration, history_limit: usize) -> Self {
+    pub fn new(
+        token: String,
+        bookmark_interval: Duration,
+        history_limit: usize,
+        hidden: Vec<String>,
+    ) -> Self {
         Self {
             store: Mutex::new(Store::new(history_limit)),
             token,
+            hidden,
             bookmark_interval,
             fault: watch::Sender::new(Fault::None),
             counters: Counters::default(),
