@@ -141,14 +141,65 @@ impl Forwarder {
     /// `zi`'s upstreams and returns the response for the client, which
     /// takes at most `limit` bytes.
     pub async fn resolve(&self, zi: usize, query: &[u8], limit: usize) -> (Vec<u8>, ResponseCode) {
-        let Ok(req) = Message::from_vec(query) else {
-            return reply_error(query, ResponseCode::FormErr);
-        };
-        let Some(zone) = self.zones.get(zi) else {
-            return respond(&req, ResponseCode::ServFail, &[], &[], &[], None, limit);
-        };
-        zone.resolve(&req, limit).await
+        match self.answer_early(zi, query, limit) {
+            Early::Done(reply, rcode) => (reply, rcode),
+            Early::Upstream(req) => self.resolve_upstream(zi, &req, limit).await,
+        }
     }
+
+    /// The synchronous half: answers what needs no upstream (cache hits,
+    /// loops, bad messages) at once, so a listener thread can reply without
+    /// a task; otherwise hands back the parsed query for `resolve_upstream`.
+    pub fn answer_early(&self, zi: usize, query: &[u8], limit: usize) -> Early {
+        let Ok(req) = Message::from_vec(query) else {
+            let (reply, rcode) = reply_error(query, ResponseCode::FormErr);
+            return Early::Done(reply, rcode);
+        };
+        match self.zones.get(zi) {
+            Some(zone) => zone.early(req, limit),
+            None => {
+                let (reply, rcode) =
+                    respond(&req, ResponseCode::ServFail, &[], &[], &[], None, limit);
+                Early::Done(reply, rcode)
+            }
+        }
+    }
+
+    /// The asynchronous half: asks the upstreams (a query `answer_early`
+    /// handed back).
+    pub async fn resolve_upstream(
+        &self,
+        zi: usize,
+        req: &Message,
+        limit: usize,
+    ) -> (Vec<u8>, ResponseCode) {
+        match self.zones.get(zi) {
+            Some(zone) => zone.upstream(req, limit).await,
+            None => respond(req, ResponseCode::ServFail, &[], &[], &[], None, limit),
+        }
+    }
+}
+
+/// What `Forwarder::answer_early` decided.
+#[derive(Debug)]
+pub enum Early {
+    /// The reply, ready to send.
+    Done(Vec<u8>, ResponseCode),
+    /// Needs an upstream: the parsed query.
+    Upstream(Message),
+}
+
+fn cache_key(q: &Query, dnssec_ok: bool) -> Key {
+    (
+        q.name().to_lowercase().to_ascii(),
+        u16::from(q.query_type()),
+        u16::from(q.query_class()),
+        dnssec_ok,
+    )
+}
+
+fn dnssec_ok(req: &Message) -> bool {
+    req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok)
 }
 
 fn rand_id() -> u16 {
@@ -192,30 +243,37 @@ impl ForwardZone {
             .collect()
     }
 
-    async fn resolve(&self, req: &Message, limit: usize) -> (Vec<u8>, ResponseCode) {
+    /// Loops, bad questions and fresh cache hits; anything else goes upstream.
+    fn early(&self, req: Message, limit: usize) -> Early {
         let Some(q) = req.queries.first() else {
-            return respond(req, ResponseCode::FormErr, &[], &[], &[], None, limit);
+            let (reply, rcode) = respond(&req, ResponseCode::FormErr, &[], &[], &[], None, limit);
+            return Early::Done(reply, rcode);
         };
-        let hop = hops(req);
+        let hop = hops(&req);
         if hop >= MAX_HOPS {
             self.stats.loops.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(zone = %self.name(), name = %q.name(), hops = hop, "forwarding loop detected; answering SERVFAIL");
-            return respond(req, ResponseCode::ServFail, &[], &[], &[], None, limit);
+            let (reply, rcode) = respond(&req, ResponseCode::ServFail, &[], &[], &[], None, limit);
+            return Early::Done(reply, rcode);
         }
-        let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        let key: Key = (
-            q.name().to_lowercase().to_ascii(),
-            u16::from(q.query_type()),
-            u16::from(q.query_class()),
-            dnssec_ok,
-        );
         let now = Instant::now();
-        if let Some(e) = self.cache.fresh(&key, now) {
+        if let Some(e) = self.cache.fresh(&cache_key(q, dnssec_ok(&req)), now) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return respond_entry(req, &e, TtlRule::Age(e.age_secs(now)), limit);
+            let (reply, rcode) = respond_entry(&req, &e, TtlRule::Age(e.age_secs(now)), limit);
+            return Early::Done(reply, rcode);
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        Early::Upstream(req)
+    }
 
+    /// Asks the upstreams in policy order; serves stale when none answers.
+    async fn upstream(&self, req: &Message, limit: usize) -> (Vec<u8>, ResponseCode) {
+        let Some(q) = req.queries.first() else {
+            return respond(req, ResponseCode::FormErr, &[], &[], &[], None, limit);
+        };
+        let dnssec_ok = dnssec_ok(req);
+        let key = cache_key(q, dnssec_ok);
+        let hop = hops(req);
         let upstream_req = upstream_message(req, q, hop + 1, dnssec_ok);
         let mut servfail: Option<Message> = None;
         for u in self.order() {

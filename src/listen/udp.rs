@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Shared;
+use hickory_proto::op::ResponseCode;
+
 use crate::answer::{Outcome, Step, Transport};
+use crate::forward::Early;
 use crate::metrics::WorkerStats;
 
 const UDP_RECV_BUFFER: usize = 4 << 20;
@@ -132,21 +135,35 @@ impl Worker {
                     limit,
                     qtype,
                 } => {
-                    let packet = buf[..n].to_vec();
-                    let socket = Arc::clone(&self.socket);
-                    let stats = Arc::clone(&self.stats);
-                    let forwarder = Arc::clone(&self.shared.forwarder);
-                    self.runtime.spawn(async move {
-                        let (reply, rcode) = forwarder.resolve(forward, &packet, limit).await;
-                        let _ = socket.send_to(&reply, peer);
-                        let outcome = Outcome {
-                            rcode: u16::from(rcode) as u8,
-                            qtype,
-                            zone: Some(zone),
-                            truncated: false,
-                        };
-                        stats.record(&outcome, started.elapsed());
-                    });
+                    let outcome = move |rcode: ResponseCode| Outcome {
+                        rcode: u16::from(rcode) as u8,
+                        qtype,
+                        zone: Some(zone),
+                        truncated: false,
+                    };
+                    // Cache hits are answered here; only upstream work
+                    // becomes a task.
+                    match self
+                        .shared
+                        .forwarder
+                        .answer_early(forward, &buf[..n], limit)
+                    {
+                        Early::Done(reply, rcode) => {
+                            let _ = self.socket.send_to(&reply, peer);
+                            self.stats.record(&outcome(rcode), started.elapsed());
+                        }
+                        Early::Upstream(req) => {
+                            let socket = Arc::clone(&self.socket);
+                            let stats = Arc::clone(&self.stats);
+                            let forwarder = Arc::clone(&self.shared.forwarder);
+                            self.runtime.spawn(async move {
+                                let (reply, rcode) =
+                                    forwarder.resolve_upstream(forward, &req, limit).await;
+                                let _ = socket.send_to(&reply, peer);
+                                stats.record(&outcome(rcode), started.elapsed());
+                            });
+                        }
+                    }
                 }
             }
         }
