@@ -309,7 +309,7 @@ echo "kill -> up=0 on /metrics:             $((T_DOWN - T_KILL)) ms   (failures 
 echo "kill -> last new request to it:       $((T_FLAT - T_KILL)) ms   (50 ms polls)"
 if [ -n "$T_UP" ]; then
     echo "restart -> knotd answers (dig):        $(( ${T_ANSWERS:-$T_UP} - T_START )) ms"
-    echo "restart -> up=1 on /metrics:          $((T_UP - T_START)) ms   (knotd answering -> up=1: $((T_UP - ${T_ANSWERS:-$T_UP})) ms; probe interval 500 ms)"
+    echo "restart -> up=1 on /metrics:          $((T_UP - T_START)) ms   (knotd answering -> up=1: $((T_UP - ${T_ANSWERS:-$T_UP})) ms; probes every 250 ms)"
 else
     echo "upstream 1 NOT marked up within 20 s of the restart" >&2
 fi
