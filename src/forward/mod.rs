@@ -202,11 +202,10 @@ fn dnssec_ok(req: &Message) -> bool {
     req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok)
 }
 
+/// A random query ID for upstream queries (RFC 5452 §9.2), and the random
+/// policy's pick.
 fn rand_id() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish() as u16
+    fastrand::u16(..)
 }
 
 fn hops(req: &Message) -> u8 {
