@@ -5,7 +5,7 @@
 //! Reads snapshots and cluster status; never sees Kubernetes types.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -31,27 +31,43 @@ pub struct ClustersetStats {
     pub failovers: AtomicU64,
     /// Answers given under `all_down`, by mode.
     pub all_down: AtomicU64,
-    /// Per cluster: healthy ↔ stale flips seen by the monitor.
+    /// Per cluster: healthy ↔ stale flips, seen by the monitor or by an
+    /// answer, whichever noticed first.
     pub transitions: Vec<AtomicU64>,
+    /// Per cluster: whether it was stale when last looked at.
+    was_stale: Vec<AtomicBool>,
 }
 
 impl ClustersetStats {
-    /// Logs and counts clusters going stale or coming back, until aborted.
+    /// Whether cluster `i` is stale at `now_ms`; a change since the last
+    /// look is logged and counted once. Answers call this too, so even a
+    /// flip shorter than the monitor's period is recorded; the common case
+    /// costs one relaxed load.
+    pub fn stale(&self, i: usize, now_ms: u64) -> bool {
+        let c = &self.clusters[i];
+        let stale = c.status.stale(self.stale_after, now_ms);
+        if self.was_stale[i].load(Ordering::Relaxed) != stale
+            && self.was_stale[i]
+                .compare_exchange(!stale, stale, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.transitions[i].fetch_add(1, Ordering::Relaxed);
+            if stale {
+                tracing::warn!(cluster = %c.spec.name, stale_after = ?self.stale_after, "cluster is stale: its source has failed for longer than stale_after; the clusterset leaves it out");
+            } else {
+                tracing::info!(cluster = %c.spec.name, "cluster is fresh again; back in the clusterset");
+            }
+        }
+        stale
+    }
+
+    /// Looks at every cluster every 100 ms, so transitions are logged and
+    /// counted without queries; runs until aborted.
     pub async fn monitor(self: Arc<Self>) {
-        let mut was: Vec<bool> = vec![false; self.clusters.len()];
         loop {
             let now = unix_ms();
-            for (i, c) in self.clusters.iter().enumerate() {
-                let stale = c.status.stale(self.stale_after, now);
-                if stale != was[i] {
-                    was[i] = stale;
-                    self.transitions[i].fetch_add(1, Ordering::Relaxed);
-                    if stale {
-                        tracing::warn!(cluster = %c.spec.name, stale_after = ?self.stale_after, "cluster is stale: its source has failed for longer than stale_after; the clusterset leaves it out");
-                    } else {
-                        tracing::info!(cluster = %c.spec.name, "cluster is fresh again; back in the clusterset");
-                    }
-                }
+            for i in 0..self.clusters.len() {
+                self.stale(i, now);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -112,6 +128,7 @@ impl ClustersetZone {
                 failovers: AtomicU64::new(0),
                 all_down: AtomicU64::new(0),
                 transitions: clusters.iter().map(|_| AtomicU64::new(0)).collect(),
+                was_stale: clusters.iter().map(|_| AtomicBool::new(false)).collect(),
             }),
         }
     }
@@ -213,13 +230,7 @@ impl ClustersetZone {
             .collect();
         let healthy = entries
             .iter()
-            .filter(|(i, cs)| {
-                cs.ready
-                    && !self.members[*i]
-                        .cluster
-                        .status
-                        .stale(self.stats.stale_after, now)
-            })
+            .filter(|(i, cs)| cs.ready && !self.stats.stale(*i, now))
             .map(|(i, _)| *i)
             .collect();
         (entries, healthy)

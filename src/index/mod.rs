@@ -274,9 +274,8 @@ pub struct ClusterStatus {
     last_event_ms: AtomicU64,
     /// Since when the watch has been erroring; 0 when it is fine.
     watch_failing_since_ms: AtomicU64,
-    /// Since the last successful apiserver probe, while probes fail; 0 when fine.
+    /// Since the first unanswered apiserver probe, while probes fail; 0 when fine.
     probe_failing_since_ms: AtomicU64,
-    last_probe_ok_ms: AtomicU64,
     pub watch_restarts: AtomicU64,
     pub skipped_objects: AtomicU64,
     pub publishes: AtomicU64,
@@ -318,21 +317,16 @@ impl ClusterStatus {
 
     /// The apiserver answered a liveness probe.
     pub fn note_probe_ok(&self) {
-        self.last_probe_ok_ms.store(unix_ms(), Ordering::Relaxed);
         self.probe_failing_since_ms.store(0, Ordering::Relaxed);
     }
 
-    /// A probe failed. The failure is dated from the last good contact, so a
-    /// silent stall counts from when it began, not from when it was noticed.
-    pub fn note_probe_failure(&self) {
-        let since = match self
-            .last_probe_ok_ms
-            .load(Ordering::Relaxed)
-            .max(self.last_event_ms())
-        {
-            0 => unix_ms(),
-            t => t,
-        };
+    /// A probe sent at `sent_ms` got no answer. The failure is dated from
+    /// that send (or a later event, if one arrived meanwhile): the apiserver
+    /// was not known to be down before it, so a stall shorter than
+    /// `stale_after` never makes the cluster stale, and a longer one does
+    /// so at most one probe interval late.
+    pub fn note_probe_failure(&self, sent_ms: u64) {
+        let since = sent_ms.max(self.last_event_ms());
         let _ = self.probe_failing_since_ms.compare_exchange(
             0,
             since,
@@ -391,5 +385,51 @@ impl ClusterHandle {
         self.snapshot.store(Some(snap));
         self.status.publishes.fetch_add(1, Ordering::Relaxed);
         self.status.synced.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_failed_probe_dates_the_failure_from_its_send_not_from_the_last_success() {
+        let s = ClusterStatus::default();
+        s.note_probe_ok();
+        let sent = unix_ms() + 400;
+        s.note_probe_failure(sent);
+        assert_eq!(s.failing_since_ms(), Some(sent));
+        // A later failure keeps the first date; an answer clears it.
+        s.note_probe_failure(sent + 1000);
+        assert_eq!(s.failing_since_ms(), Some(sent));
+        let after = Duration::from_secs(2);
+        assert!(!s.stale(after, sent + 2000));
+        assert!(s.stale(after, sent + 2001));
+        s.note_probe_ok();
+        assert_eq!(s.failing_since_ms(), None);
+        assert!(!s.stale(after, sent + 10_000));
+    }
+
+    #[test]
+    fn an_event_after_the_probe_was_sent_moves_the_failure_date_forward() {
+        let s = ClusterStatus::default();
+        s.note_event();
+        let event = s.last_event_ms();
+        s.note_probe_failure(event - 300);
+        assert_eq!(s.failing_since_ms(), Some(event));
+    }
+
+    #[test]
+    fn watch_and_probe_failures_combine_to_the_earliest() {
+        let s = ClusterStatus::default();
+        let probe = unix_ms() + 5_000;
+        s.note_probe_failure(probe);
+        s.note_watch_failure();
+        let watch = s.failing_since_ms().expect("failing");
+        assert!(watch < probe);
+        // An event clears only the watch's failure.
+        s.note_event();
+        assert_eq!(s.failing_since_ms(), Some(probe));
     }
 }

@@ -102,6 +102,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 async fn probe(client: kube::Client, handle: Arc<ClusterHandle>) {
     let name = handle.spec.name.clone();
     loop {
+        let sent = crate::index::unix_ms();
         match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
             Ok(Ok(_)) => {
                 if handle.status.failing_since_ms().is_some() {
@@ -119,11 +120,11 @@ async fn probe(client: kube::Client, handle: Arc<ClusterHandle>) {
             }
             Ok(Err(e)) => {
                 tracing::debug!(cluster = %name, error = %e, "apiserver probe failed");
-                handle.status.note_probe_failure();
+                handle.status.note_probe_failure(sent);
             }
             Err(_) => {
                 tracing::debug!(cluster = %name, "apiserver probe timed out");
-                handle.status.note_probe_failure();
+                handle.status.note_probe_failure(sent);
             }
         }
         tokio::time::sleep(PROBE_INTERVAL).await;
