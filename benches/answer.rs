@@ -95,7 +95,7 @@ fn slice(i: u32, bump: u32) -> EndpointSlice {
         .collect();
     EndpointSlice {
         key: ObjKey::new(ns_of(i), format!("{}-abcde", svc_name(i))),
-        service: svc_name(i),
+        service: ObjKey::new(ns_of(i), svc_name(i)),
         ports: vec![http_port()],
         endpoints,
     }

@@ -48,7 +48,7 @@ fn cluster(settings: &Settings, i: usize, policy: &str) -> Arc<ClusterHandle> {
             .expect("ip");
         store.apply(Change::Apply(Object::EndpointSlice(EndpointSlice {
             key: ObjKey::new("shop", format!("web-{s}-x")),
-            service: format!("web-{s}"),
+            service: ObjKey::new("shop", format!("web-{s}")),
             ports: Vec::new(),
             endpoints: vec![Endpoint {
                 addresses: vec![ep].into(),

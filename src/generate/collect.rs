@@ -104,11 +104,11 @@ fn found_in(cluster: &ClusterSettings, snap: &Snapshot, want: &StatefulSetRef) -
         .values()
         .filter(|sts| want.matches(&sts.key))
         .map(|sts| {
-            let public = format!("{}-public", sts.key.name);
+            let public = format!("{}-public", sts.key.name());
             // Snapshot services are keyed `<svc>.<ns>` in lower-case wire
             // labels (index::build::service_key_wire). The Service object is
             // what counts, not whether its name answers right now.
-            let has_public = WireName::from_labels([public.as_str(), sts.key.namespace.as_str()])
+            let has_public = WireName::from_labels([public.as_str(), sts.key.namespace()])
                 .is_ok_and(|k| snap.services.get(k.as_bytes()).is_some());
             Found {
                 cluster: cluster.name.clone(),

@@ -148,11 +148,11 @@ pub struct StatefulSetRef {
 
 impl StatefulSetRef {
     pub fn matches(&self, key: &ObjKey) -> bool {
-        key.name == self.name
+        key.name() == self.name
             && self
                 .namespace
                 .as_ref()
-                .is_none_or(|ns| *ns == key.namespace)
+                .is_none_or(|ns| *ns == key.namespace())
     }
 }
 

@@ -70,11 +70,11 @@ fn replica_names(
     for f in found {
         let sts = &f.statefulset;
         for i in 0..sts.replicas {
-            let host = format!("{}-{i}", sts.key.name);
+            let host = format!("{}-{i}", sts.key.name());
             out.push(match cs_zone {
                 None => dotted(
                     &f.cluster,
-                    &[&host, &sts.service_name, &sts.key.namespace, "svc"],
+                    &[&host, &sts.service_name, sts.key.namespace(), "svc"],
                     &f.zone,
                 )?,
                 Some(cs) => dotted(
@@ -83,7 +83,7 @@ fn replica_names(
                         &host,
                         &f.cluster,
                         &sts.service_name,
-                        &sts.key.namespace,
+                        sts.key.namespace(),
                         "svc",
                     ],
                     cs,
@@ -131,8 +131,8 @@ pub fn sans(
         }
     };
     let service_names = |f: &Found, zone: &WireName| -> Result<Vec<String>, GenerateError> {
-        let ns = f.statefulset.key.namespace.as_str();
-        let public = format!("{}-public", f.statefulset.key.name);
+        let ns = f.statefulset.key.namespace();
+        let public = format!("{}-public", f.statefulset.key.name());
         let mut v = vec![dotted(
             &f.cluster,
             &[&f.statefulset.service_name, ns, "svc"],

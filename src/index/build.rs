@@ -252,7 +252,7 @@ pub fn build_service(
     svc: &Service,
     slices: &[&EndpointSlice],
 ) -> Option<Built> {
-    let fqdn = service_fqdn(spec, &svc.key.namespace, &svc.key.name)?;
+    let fqdn = service_fqdn(spec, &svc.key.namespace(), &svc.key.name())?;
     let mut built = match &svc.kind {
         ServiceKind::ExternalName(target) => {
             let mut cname = RrsetBuilder::new(TYPE_CNAME, spec.ttl);
@@ -403,7 +403,7 @@ fn clusterset_records(
         return None;
     }
     let ttl = spec.ttl;
-    let (ns, name) = (&svc.key.namespace, &svc.key.name);
+    let (ns, name) = (svc.key.namespace(), svc.key.name());
     let cs_fqdn = svc_name_in(cs_zone, ns, name)?;
     let readiness_dependent = matches!(svc.kind, ServiceKind::Headless)
         || spec.service_address == ServiceAddress::Endpoints;
@@ -425,15 +425,9 @@ fn clusterset_records(
                 .collect();
             // `<host>.<cluster>.<svc>.<ns>.svc.<clusterset>` (KEP-1645).
             let host_name = |label: &str| {
-                WireName::from_labels([
-                    label,
-                    spec.name.as_str(),
-                    name.as_str(),
-                    ns.as_str(),
-                    "svc",
-                ])
-                .and_then(|n| n.join(cs_zone))
-                .ok()
+                WireName::from_labels([label, spec.name.as_str(), name, ns, "svc"])
+                    .and_then(|n| n.join(cs_zone))
+                    .ok()
             };
             let (srv, _) = headless_srv(ttl, &srv_members(spec, svc, slices), host_name);
             (ips.into_iter().collect::<Vec<_>>(), srv)

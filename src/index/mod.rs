@@ -24,25 +24,58 @@ pub use store::ClusterStore;
 use crate::config::{ClusterSettings, PodsMode, ServiceAddress};
 use crate::dnsname::WireName;
 
-/// `namespace/name` of a namespaced object.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// `namespace/name` of an object (cluster-scoped objects: empty namespace).
+///
+/// One shared allocation: the store files a key in several maps (by kind,
+/// by source, by service), so a clone is a reference count rather than two
+/// strings, which is most of what an index of 100,000s of objects would
+/// otherwise spend on keys.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ObjKey {
-    pub namespace: String,
-    pub name: String,
+    /// `namespace/name`.
+    full: Arc<str>,
+    namespace_len: u32,
 }
 
 impl ObjKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl AsRef<str>, name: impl AsRef<str>) -> Self {
+        let (namespace, name) = (namespace.as_ref(), name.as_ref());
         Self {
-            namespace: namespace.into(),
-            name: name.into(),
+            full: format!("{namespace}/{name}").into(),
+            namespace_len: namespace.len() as u32,
         }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.full[..self.namespace_len as usize]
+    }
+
+    pub fn name(&self) -> &str {
+        &self.full[self.namespace_len as usize + 1..]
+    }
+}
+
+impl Ord for ObjKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.namespace(), self.name()).cmp(&(other.namespace(), other.name()))
+    }
+}
+
+impl PartialOrd for ObjKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 impl std::fmt::Display for ObjKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+        f.write_str(&self.full)
+    }
+}
+
+impl std::fmt::Debug for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ObjKey({:?})", &*self.full)
     }
 }
 
@@ -116,15 +149,17 @@ pub struct Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointSlice {
     pub key: ObjKey,
-    /// The `kubernetes.io/service-name` label.
-    pub service: String,
+    /// The Service it belongs to: the `kubernetes.io/service-name` label,
+    /// in the slice's namespace.
+    pub service: ObjKey,
     pub ports: Vec<Port>,
     pub endpoints: Vec<Endpoint>,
 }
 
 impl EndpointSlice {
-    pub fn service_key(&self) -> ObjKey {
-        ObjKey::new(self.key.namespace.clone(), self.service.clone())
+    /// The key of the Service this slice belongs to.
+    pub fn service_key(&self) -> &ObjKey {
+        &self.service
     }
 }
 
@@ -193,11 +228,11 @@ impl Object {
 
     pub fn namespace(&self) -> &str {
         match self {
-            Object::Service(s) => &s.key.namespace,
-            Object::EndpointSlice(s) => &s.key.namespace,
-            Object::Pod(p) => &p.key.namespace,
+            Object::Service(s) => s.key.namespace(),
+            Object::EndpointSlice(s) => s.key.namespace(),
+            Object::Pod(p) => p.key.namespace(),
             Object::Namespace(n) => n,
-            Object::StatefulSet(s) => &s.key.namespace,
+            Object::StatefulSet(s) => s.key.namespace(),
         }
     }
 }

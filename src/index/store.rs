@@ -17,8 +17,9 @@ pub struct ClusterStore {
     spec: Arc<ClusterSpec>,
     services: HashMap<ObjKey, Service>,
     slices: HashMap<ObjKey, EndpointSlice>,
-    /// Service key -> names of its EndpointSlices.
-    slices_by_service: HashMap<ObjKey, BTreeSet<String>>,
+    /// Service key -> keys of its EndpointSlices, sorted (answers list
+    /// endpoints in a stable order).
+    slices_by_service: HashMap<ObjKey, Vec<ObjKey>>,
     pods: HashMap<ObjKey, Pod>,
     /// Pod IP -> pods holding it (`pods: verified` only).
     pods_by_ip: HashMap<IpAddr, BTreeSet<ObjKey>>,
@@ -124,11 +125,11 @@ impl ClusterStore {
                 if let Some(old) = self.slices.remove(&key) {
                     self.unlink_slice(&old);
                 }
-                let svc_key = slice.service_key();
-                self.slices_by_service
-                    .entry(svc_key.clone())
-                    .or_default()
-                    .insert(key.name.clone());
+                let svc_key = slice.service_key().clone();
+                let keys = self.slices_by_service.entry(svc_key.clone()).or_default();
+                if let Err(at) = keys.binary_search(&key) {
+                    keys.insert(at, key.clone());
+                }
                 self.dirty_services.insert(svc_key);
                 self.slices.insert(key, slice);
             }
@@ -177,13 +178,13 @@ impl ClusterStore {
 
     fn unlink_slice(&mut self, old: &EndpointSlice) {
         let svc_key = old.service_key();
-        if let Some(names) = self.slices_by_service.get_mut(&svc_key) {
-            names.remove(&old.key.name);
-            if names.is_empty() {
-                self.slices_by_service.remove(&svc_key);
+        if let Some(keys) = self.slices_by_service.get_mut(svc_key) {
+            keys.retain(|k| *k != old.key);
+            if keys.is_empty() {
+                self.slices_by_service.remove(svc_key);
             }
         }
-        self.dirty_services.insert(svc_key);
+        self.dirty_services.insert(svc_key.clone());
     }
 
     fn remove(&mut self, kind: Kind, key: &ObjKey) {
@@ -202,7 +203,7 @@ impl ClusterStore {
             }
             Kind::Pod => self.forget_pod(key),
             Kind::Namespace => {
-                if self.namespace_objects.remove(&key.name) {
+                if self.namespace_objects.remove(key.name()) {
                     self.namespaces_dirty = true;
                 }
             }
@@ -223,7 +224,7 @@ impl ClusterStore {
             .filter(|o| o.kind() == kind)
             .map(object_key)
             .collect();
-        let stale = |k: &&ObjKey| !keep.contains(*k) && scope.is_none_or(|ns| k.namespace == ns);
+        let stale = |k: &&ObjKey| !keep.contains(*k) && scope.is_none_or(|ns| k.namespace() == ns);
         let gone: Vec<ObjKey> = match kind {
             Kind::Service => self.services.keys().filter(stale).cloned().collect(),
             Kind::EndpointSlice => self.slices.keys().filter(stale).cloned().collect(),
@@ -292,8 +293,9 @@ impl ClusterStore {
             let names = self
                 .namespace_objects
                 .iter()
-                .chain(self.services.keys().map(|k| &k.namespace))
-                .chain(self.spec.namespaces.iter());
+                .map(String::as_str)
+                .chain(self.services.keys().map(ObjKey::namespace))
+                .chain(self.spec.namespaces.iter().map(String::as_str));
             for ns in names {
                 if self.spec.watches_namespace(ns) {
                     set.insert(ns.to_ascii_lowercase().into_bytes().into_boxed_slice());
@@ -309,7 +311,7 @@ impl ClusterStore {
                 .get(&ip)
                 .into_iter()
                 .flatten()
-                .map(|k| k.namespace.as_str())
+                .map(ObjKey::namespace)
                 .collect();
             if namespaces.is_empty() {
                 self.next.pod_ips.remove(&ip);
@@ -333,12 +335,12 @@ impl ClusterStore {
     }
 
     fn rebuild_service(&mut self, key: &ObjKey) {
-        let Some(wire_key) = service_key_wire(&key.namespace, &key.name) else {
+        let Some(wire_key) = service_key_wire(key.namespace(), key.name()) else {
             return;
         };
         // Withdraw the reverse names this service gave last time.
         if let Some(old_ips) = self.ptr_of.remove(key)
-            && let Some(fqdn) = service_fqdn(&self.spec, &key.namespace, &key.name)
+            && let Some(fqdn) = service_fqdn(&self.spec, key.namespace(), key.name())
         {
             for ip in old_ips {
                 self.withdraw_ptr(ip, &fqdn);
@@ -350,10 +352,7 @@ impl ClusterStore {
                 .get(key)
                 .into_iter()
                 .flatten()
-                .filter_map(|name| {
-                    self.slices
-                        .get(&ObjKey::new(key.namespace.clone(), name.clone()))
-                })
+                .filter_map(|k| self.slices.get(k))
                 .collect();
             build_service(&self.spec, svc, &slices)
         });

@@ -81,12 +81,12 @@ pub fn convert(kind: Kind, value: Value) -> Result<Option<Object>, ConvertError>
 }
 
 fn key(kind: &'static str, meta: &ObjectMeta) -> Result<ObjKey, ConvertError> {
-    let name = meta.name.clone().ok_or(ConvertError::NoName(kind))?;
+    let name = meta.name.as_deref().ok_or(ConvertError::NoName(kind))?;
     let namespace = meta
         .namespace
-        .clone()
+        .as_deref()
         .ok_or(ConvertError::NoNamespace(kind))?;
-    Ok(ObjKey { namespace, name })
+    Ok(ObjKey::new(namespace, name))
 }
 
 fn ip(what: &'static str, s: &str) -> Result<IpAddr, ConvertError> {
@@ -180,6 +180,8 @@ pub fn service(svc: K8sService) -> Result<Service, ConvertError> {
         .into_iter()
         .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))
         .collect();
+    ports.shrink_to_fit();
+    lb_ingress.shrink_to_fit();
     Ok(Service {
         key,
         kind,
@@ -197,7 +199,7 @@ pub fn endpoint_slice(slice: K8sSlice) -> Result<Option<EndpointSlice>, ConvertE
         .labels
         .as_ref()
         .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        .cloned()
+        .map(|name| ObjKey::new(key.namespace(), name))
     else {
         return Ok(None);
     };
@@ -232,6 +234,7 @@ pub fn endpoint_slice(slice: K8sSlice) -> Result<Option<EndpointSlice>, ConvertE
             pod_name: pod_name.map(Into::into),
         });
     }
+    ports.shrink_to_fit();
     Ok(Some(EndpointSlice {
         key,
         service,
@@ -355,7 +358,7 @@ mod tests {
         };
         assert!(s.endpoints[0].ready);
         assert_eq!(s.endpoints[0].pod_name.as_deref(), Some("web-1"));
-        assert_eq!(s.service, "web");
+        assert_eq!(s.service, ObjKey::new("n", "web"));
     }
 
     #[test]

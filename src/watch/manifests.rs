@@ -43,37 +43,48 @@ pub async fn run(dir: PathBuf, kinds: Vec<Kind>, tx: mpsc::Sender<SourceEvent>) 
         };
         // Each file is a source of its own: the store remembers what it
         // delivered, so only changed files are read and sent, and a file
-        // that stops parsing is simply not sent (its objects stay).
-        let gone = stamps.keys().filter(|p| !now.contains_key(*p)).cloned();
-        let mut changes: Vec<(PathBuf, Vec<Object>)> = gone.map(|p| (p, Vec::new())).collect();
+        // that stops parsing is simply not sent (its objects stay). Each is
+        // sent as soon as it is parsed (one file's objects in memory at a
+        // time); removed files last, so an object moved to another file
+        // never disappears in between.
         for (path, stamp) in &now {
             if stamps.get(path) == Some(stamp) {
                 continue;
             }
-            match read_file(path) {
-                Ok(parsed) => {
-                    for why in &parsed.skipped {
-                        tracing::warn!(file = %path.display(), error = %why, "skipping object that does not parse");
-                    }
-                    let objects = parsed
-                        .objects
-                        .into_iter()
-                        .filter(|o| kinds.contains(&o.kind()))
-                        .collect();
-                    changes.push((path.clone(), objects));
-                }
+            // Reading and parsing block: off the async workers.
+            let read = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || read_file(&path)
+            })
+            .await;
+            let Ok(read) = read else { return };
+            let parsed = match read {
+                Ok(parsed) => parsed,
                 Err(e) => {
                     tracing::error!(file = %path.display(), error = %e, "manifest does not parse; keeping its last good objects");
+                    continue;
                 }
+            };
+            for why in &parsed.skipped {
+                tracing::warn!(file = %path.display(), error = %why, "skipping object that does not parse");
             }
-        }
-        stamps = now;
-        for (path, objects) in changes {
+            let objects = parsed
+                .objects
+                .into_iter()
+                .filter(|o| kinds.contains(&o.kind()))
+                .collect();
             let change = Change::ResetSource(path.display().to_string(), objects);
             if tx.send(SourceEvent::Change(change)).await.is_err() {
                 return;
             }
         }
+        for path in stamps.keys().filter(|p| !now.contains_key(*p)) {
+            let change = Change::ResetSource(path.display().to_string(), Vec::new());
+            if tx.send(SourceEvent::Change(change)).await.is_err() {
+                return;
+            }
+        }
+        stamps = now;
         if first {
             for kind in &kinds {
                 if tx.send(SourceEvent::Synced((*kind, None))).await.is_err() {
@@ -129,44 +140,47 @@ pub fn read_file(path: &Path) -> anyhow::Result<Parsed> {
 /// caller keeps its last good objects); an object that does not fit the
 /// Kubernetes schema is skipped with its reason, like the kube source does.
 pub fn parse_documents(text: &str) -> anyhow::Result<Parsed> {
-    let mut values = Vec::new();
+    // One document (or List item) is converted before the next is read, so
+    // a large file never holds more than one JSON tree at a time.
+    let mut parsed = Parsed::default();
     for doc in serde_yaml_ng::Deserializer::from_str(text) {
-        let value = Value::deserialize(doc)?;
-        match value {
+        match Value::deserialize(doc)? {
             Value::Null => {}
-            v if v
-                .get("kind")
-                .and_then(Value::as_str)
-                .is_some_and(|k| k == "List" || k.ends_with("List")) =>
+            mut v
+                if v.get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k == "List" || k.ends_with("List")) =>
             {
-                if let Some(Value::Array(items)) = v.get("items") {
-                    values.extend(items.iter().cloned());
+                if let Some(Value::Array(items)) = v.get_mut("items") {
+                    for item in std::mem::take(items) {
+                        parsed.add(item);
+                    }
                 }
             }
-            v => values.push(v),
+            v => parsed.add(v),
         }
     }
-    let mut parsed = Parsed::default();
-    for v in values {
-        let api_version = v
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let kind_name = v
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+    Ok(parsed)
+}
+
+impl Parsed {
+    /// Converts one object; kinds crossdns does not read are ignored.
+    fn add(&mut self, mut v: Value) {
+        let text = |v: &Value, key: &str| {
+            v.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (api_version, kind_name) = (text(&v, "apiVersion"), text(&v, "kind"));
         let Some(kind) = kind_of(&api_version, &kind_name) else {
-            continue;
+            return;
         };
         let name = v
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("?")
             .to_owned();
-        let mut v = v;
         // kubectl applies a missing namespace as `default`.
         if kind != Kind::Namespace
             && v.pointer("/metadata/namespace").is_none()
@@ -175,12 +189,11 @@ pub fn parse_documents(text: &str) -> anyhow::Result<Parsed> {
             meta.insert("namespace".to_owned(), Value::String("default".to_owned()));
         }
         match convert(kind, v) {
-            Ok(Some(obj)) => parsed.objects.push(obj),
+            Ok(Some(obj)) => self.objects.push(obj),
             Ok(None) => {}
-            Err(e) => parsed.skipped.push(format!("{kind_name} {name}: {e}")),
+            Err(e) => self.skipped.push(format!("{kind_name} {name}: {e}")),
         }
     }
-    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -192,7 +205,7 @@ mod tests {
         let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1}\n---\n---\napiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Namespace\n    metadata: {name: shop}\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: ignored}\n";
         let objects = parse_documents(text).expect("parses").objects;
         assert_eq!(objects.len(), 2);
-        assert!(matches!(&objects[0], Object::Service(s) if s.key.namespace == "default"));
+        assert!(matches!(&objects[0], Object::Service(s) if s.key.namespace() == "default"));
         assert_eq!(objects[1], Object::Namespace("shop".to_owned()));
     }
 
