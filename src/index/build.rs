@@ -252,7 +252,7 @@ pub fn build_service(
     svc: &Service,
     slices: &[&EndpointSlice],
 ) -> Option<Built> {
-    let fqdn = service_fqdn(spec, &svc.key.namespace(), &svc.key.name())?;
+    let fqdn = service_fqdn(spec, svc.key.namespace(), svc.key.name())?;
     let mut built = match &svc.kind {
         ServiceKind::ExternalName(target) => {
             let mut cname = RrsetBuilder::new(TYPE_CNAME, spec.ttl);
