@@ -85,11 +85,17 @@ fn slice(i: u32, bump: u32) -> EndpointSlice {
                     u32::from(Ipv4Addr::new(10, 200, 0, 0)) + bump,
                 ));
             }
+            // Headless endpoints carry a hostname, the others their Pod.
             Endpoint {
-                addresses: vec![ip].into(),
-                hostname: is_headless(i).then(|| format!("pod-{j}").into()),
+                address: ip,
                 ready: true,
-                pod_name: Some(format!("{}-{j}", svc_name(i)).into()),
+                name_is_pod: !is_headless(i),
+                name: Some(if is_headless(i) {
+                    format!("pod-{j}").into()
+                } else {
+                    format!("{}-{j}", svc_name(i)).into()
+                }),
+                more_addresses: Box::default(),
             }
         })
         .collect();

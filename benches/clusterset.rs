@@ -51,10 +51,11 @@ fn cluster(settings: &Settings, i: usize, policy: &str) -> Arc<ClusterHandle> {
             service: ObjKey::new("shop", format!("web-{s}")),
             ports: Vec::new(),
             endpoints: vec![Endpoint {
-                addresses: vec![ep].into(),
-                hostname: None,
+                address: ep,
                 ready: true,
-                pod_name: None,
+                name_is_pod: false,
+                name: None,
+                more_addresses: Box::default(),
             }],
         })));
     }

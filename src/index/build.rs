@@ -12,8 +12,8 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, SRV};
 
 use super::rrset::{Node, RrsetBuilder};
 use super::sharded::Hasher;
-use super::snapshot::{ClustersetRecords, ServiceRecords};
-use super::{ClusterSpec, EndpointSlice, LbIngress, Protocol, Service, ServiceKind};
+use super::snapshot::{ClustersetRecords, ServiceRecords, SrvTable};
+use super::{ClusterSpec, Endpoint, EndpointSlice, LbIngress, Protocol, Service, ServiceKind};
 use crate::config::{ClustersetPolicy, ServiceAddress};
 use crate::dnsname::{WireName, dashed_ip};
 
@@ -89,11 +89,10 @@ fn members(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]) -> BTre
             if !(ep.ready || svc.publish_not_ready) {
                 continue;
             }
-            for &ip in &ep.addresses {
-                let label = match (&ep.hostname, &ep.pod_name) {
-                    (Some(h), _) => h.to_string(),
-                    (None, Some(pod)) if spec.endpoint_pod_names => pod.to_string(),
-                    _ => dashed_ip(ip),
+            for ip in ep.addresses() {
+                let label = match ep.label(spec.endpoint_pod_names) {
+                    Some(name) => name.to_owned(),
+                    None => dashed_ip(ip),
                 };
                 out.insert(Member {
                     label: label.to_ascii_lowercase(),
@@ -129,17 +128,12 @@ fn srv_weight(n: usize) -> u16 {
     (100 / n.max(1)).max(1) as u16
 }
 
-/// The snapshot key of `_<port>._<proto>` and the bare `_<proto>` label.
-/// `_<port>._<proto>` in wire form, and the bare `_<proto>` label.
-type SrvKey = (Box<[u8]>, Box<[u8]>);
-/// SRV nodes by `SrvKey.0`, and the `_<proto>` labels that exist.
-type SrvNodes = (HashMap<Box<[u8]>, Node, Hasher>, BTreeSet<Box<[u8]>>);
-
-fn srv_key(port_name: &str, proto: Protocol) -> Option<SrvKey> {
+/// The snapshot key of `_<port>._<proto>`: the two labels in wire form.
+fn srv_key(port_name: &str, proto: Protocol) -> Option<Box<[u8]>> {
     let port = format!("_{port_name}");
     let proto = format!("_{}", proto.label());
     let key = WireName::from_labels([port.as_str(), proto.as_str()]).ok()?;
-    Some((key.as_bytes().into(), proto.into_bytes().into_boxed_slice()))
+    Some(key.as_bytes().into())
 }
 
 /// Headless SRV: one record per member, targeting `host_name(label)`, with
@@ -148,11 +142,10 @@ fn headless_srv(
     ttl: u32,
     srv: &SrvMembers,
     host_name: impl Fn(&str) -> Option<WireName>,
-) -> SrvNodes {
-    let mut out = HashMap::with_hasher(Hasher::default());
-    let mut protos = BTreeSet::new();
+) -> SrvTable {
+    let mut out = Vec::new();
     for ((port_name, proto), set) in srv {
-        let Some((key, proto_label)) = srv_key(port_name, *proto) else {
+        let Some(key) = srv_key(port_name, *proto) else {
             continue;
         };
         let targets: BTreeSet<(u16, &str)> =
@@ -171,20 +164,17 @@ fn headless_srv(
             }
         }
         if let Some(rrset) = b.finish() {
-            out.insert(key, Node::new([Some(rrset)]));
-            protos.insert(proto_label);
+            out.push((key, Node::new([Some(rrset)])));
         }
     }
-    (out, protos)
+    out.into_iter().collect()
 }
 
 /// ClusterIP SRV: one record per named Service port, targeting `target`.
-fn vip_srv(ttl: u32, svc: &Service, target: &WireName, addrs: &[IpAddr]) -> SrvNodes {
-    let mut out = HashMap::with_hasher(Hasher::default());
-    let mut protos = BTreeSet::new();
+fn vip_srv(ttl: u32, svc: &Service, target: &WireName, addrs: &[IpAddr]) -> SrvTable {
+    let mut out = Vec::new();
     for port in svc.ports.iter().filter(|p| !p.name.is_empty()) {
-        let Some((key, proto_label)) = srv_key(&port.name.to_ascii_lowercase(), port.protocol)
-        else {
+        let Some(key) = srv_key(&port.name.to_ascii_lowercase(), port.protocol) else {
             continue;
         };
         let mut b = RrsetBuilder::new(TYPE_SRV, ttl);
@@ -198,11 +188,10 @@ fn vip_srv(ttl: u32, svc: &Service, target: &WireName, addrs: &[IpAddr]) -> SrvN
             push_addr_extra(&mut b, target, *ip);
         }
         if let Some(rrset) = b.finish() {
-            out.insert(key, Node::new([Some(rrset)]));
-            protos.insert(proto_label);
+            out.push((key, Node::new([Some(rrset)])));
         }
     }
-    (out, protos)
+    out.into_iter().collect()
 }
 
 /// What `<svc>` answers for a Service with a VIP, per `service_address`:
@@ -319,13 +308,12 @@ fn build_headless(
         ptrs.extend(ips.iter().map(|ip| (*ip, host.clone())));
         hosts.insert(label.as_bytes().into(), addr_node(ttl, ips.iter().copied()));
     }
-    let (srv, protos) = headless_srv(ttl, &srv_members(spec, svc, slices), host_name);
+    let srv = headless_srv(ttl, &srv_members(spec, svc, slices), host_name);
     Some(Built {
         records: ServiceRecords {
             own,
             hosts,
             srv,
-            protos: protos.into_iter().collect(),
             ..ServiceRecords::default()
         },
         ptrs,
@@ -348,14 +336,13 @@ fn build_cluster_ip(
         }
         None => addr_node(spec.ttl, addrs.iter().copied()),
     };
-    let (srv, protos) = vip_srv(spec.ttl, svc, fqdn, &addrs);
+    let srv = vip_srv(spec.ttl, svc, fqdn, &addrs);
     // PTR for the VIPs (spec §2.3.4), whatever `service_address` answers.
     let ptrs = vips.iter().map(|ip| (*ip, fqdn.clone())).collect();
     Built {
         records: ServiceRecords {
             own,
             srv,
-            protos: protos.into_iter().collect(),
             ..ServiceRecords::default()
         },
         ptrs,
@@ -411,7 +398,7 @@ fn clusterset_records(
         let all: BTreeSet<IpAddr> = slices
             .iter()
             .flat_map(|s| &s.endpoints)
-            .flat_map(|e| e.addresses.iter().copied())
+            .flat_map(Endpoint::addresses)
             .collect();
         addr_node(ttl, all)
     } else {
@@ -429,21 +416,18 @@ fn clusterset_records(
                     .and_then(|n| n.join(cs_zone))
                     .ok()
             };
-            let (srv, _) = headless_srv(ttl, &srv_members(spec, svc, slices), host_name);
+            let srv = headless_srv(ttl, &srv_members(spec, svc, slices), host_name);
             (ips.into_iter().collect::<Vec<_>>(), srv)
         }
         ServiceKind::ClusterIp(vips) => {
             let (addrs, _cname) = vip_answer(spec, svc, slices, vips);
-            let (srv, _) = vip_srv(ttl, svc, &cs_fqdn, &[]);
+            let srv = vip_srv(ttl, svc, &cs_fqdn, &[]);
             (addrs, srv)
         }
         ServiceKind::ExternalName(_) => return None,
     };
     Some(Box::new(ClustersetRecords {
-        ready: slices
-            .iter()
-            .flat_map(|s| &s.endpoints)
-            .any(|e| e.ready && !e.addresses.is_empty()),
+        ready: slices.iter().flat_map(|s| &s.endpoints).any(|e| e.ready),
         addrs: addr_node(ttl, addrs),
         fallback,
         srv,

@@ -133,17 +133,37 @@ pub struct Service {
     pub annotations: Vec<(String, String)>,
 }
 
+/// One endpoint of an EndpointSlice, cut to what DNS needs. An index holds
+/// hundreds of thousands of these, so the first address is inline (the
+/// EndpointSlice controller always writes exactly one) and the rest, if
+/// any, boxed; there are no `Vec`/`String` capacity fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// Boxed slices and strs, not `Vec`/`String`: an index holds hundreds
-    /// of thousands of these, and capacity fields are dead weight.
-    pub addresses: Box<[IpAddr]>,
-    pub hostname: Option<Box<str>>,
+    pub address: IpAddr,
     /// `conditions.ready`; nil counts as ready (EndpointSlice API).
     pub ready: bool,
-    /// `targetRef.name` when `targetRef.kind` is Pod; kept only for clusters
-    /// with `endpoint_pod_names`.
-    pub pod_name: Option<Box<str>>,
+    /// `name` is `targetRef.name` of a Pod rather than `hostname`; such a
+    /// name labels the endpoint only with `endpoint_pod_names`.
+    pub name_is_pod: bool,
+    /// `hostname`, else the Pod's name (see `name_is_pod`).
+    pub name: Option<Box<str>>,
+    /// Addresses after the first (rare).
+    pub more_addresses: Box<[IpAddr]>,
+}
+
+impl Endpoint {
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        std::iter::once(self.address).chain(self.more_addresses.iter().copied())
+    }
+
+    /// The label of `<label>.<svc>.<ns>.svc.<zone>`, if it is not the
+    /// dashed address: the hostname, or the Pod's name with
+    /// `endpoint_pod_names`.
+    pub fn label(&self, endpoint_pod_names: bool) -> Option<&str> {
+        self.name
+            .as_deref()
+            .filter(|_| !self.name_is_pod || endpoint_pod_names)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

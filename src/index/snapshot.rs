@@ -19,10 +19,8 @@ pub struct ServiceRecords {
     pub own: Node,
     /// `<host>.<svc>...`: key is the bare lower-case label.
     pub hosts: HashMap<Box<[u8]>, Node, Hasher>,
-    /// `_<port>._<proto>.<svc>...`: key is the two labels in wire form.
-    pub srv: HashMap<Box<[u8]>, Node, Hasher>,
-    /// The `_<proto>` labels (bare) that exist as empty non-terminals.
-    pub protos: Box<[Box<[u8]>]>,
+    /// `_<port>._<proto>.<svc>...`.
+    pub srv: SrvTable,
     /// The name does not exist in the cluster's own zone (a headless Service
     /// with no published endpoints) but the Service exists for the clusterset.
     pub nxdomain: bool,
@@ -45,7 +43,7 @@ pub struct ClustersetRecords {
     pub fallback: Node,
     /// SRV records (and target addresses) this cluster adds, keyed like
     /// `ServiceRecords::srv`; headless targets carry the cluster label.
-    pub srv: HashMap<Box<[u8]>, Node, Hasher>,
+    pub srv: SrvTable,
     /// Annotation overrides (`crossdns.io/policy`, `failover-order`, `weights`).
     pub policy: Option<crate::config::ClustersetPolicy>,
     pub failover_order: Box<[String]>,
@@ -53,8 +51,52 @@ pub struct ClustersetRecords {
 }
 
 impl ServiceRecords {
+    /// Whether `<label>.<svc>...` is an empty non-terminal `_<proto>`.
     pub fn is_proto_label(&self, label: &[u8]) -> bool {
-        self.protos.iter().any(|p| p.as_ref() == label)
+        self.srv.has_proto(label)
+    }
+}
+
+/// The `_<port>._<proto>` names of one service, sorted by key (the two
+/// labels in wire form). A service has a handful of named ports, so a
+/// sorted boxed slice costs a fraction of a hash table's memory and
+/// searches as fast.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SrvTable(Box<[(Box<[u8]>, Node)]>);
+
+impl SrvTable {
+    pub fn get(&self, key: &[u8]) -> Option<&Node> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether some entry's second label (bare) is `label`.
+    pub fn has_proto(&self, label: &[u8]) -> bool {
+        self.0.iter().any(|(k, _)| {
+            let at = 1 + usize::from(k[0]);
+            k.get(at + 1..).is_some_and(|rest| rest == label)
+        })
+    }
+}
+
+impl FromIterator<(Box<[u8]>, Node)> for SrvTable {
+    /// Later entries win over earlier ones with the same key.
+    fn from_iter<I: IntoIterator<Item = (Box<[u8]>, Node)>>(iter: I) -> Self {
+        let mut v: Vec<_> = iter.into_iter().collect();
+        v.reverse();
+        v.sort_by(|a, b| a.0.cmp(&b.0)); // stable: the latest first
+        v.dedup_by(|later, first| later.0 == first.0);
+        Self(v.into_boxed_slice())
     }
 }
 
@@ -101,5 +143,44 @@ impl Snapshot {
         self.pod_ips
             .get(&ip)
             .is_some_and(|list| list.iter().any(|n| n.as_bytes() == ns))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dnsname::WireName;
+
+    fn key(port: &str, proto: &str) -> Box<[u8]> {
+        WireName::from_labels([port, proto])
+            .expect("labels")
+            .as_bytes()
+            .into()
+    }
+
+    #[test]
+    fn srv_table_finds_keys_and_protocol_labels_and_keeps_the_latest_duplicate() {
+        let node = |ttl: u32| {
+            let mut b = crate::index::RrsetBuilder::new(1, ttl);
+            b.push(&hickory_proto::rr::RData::A(
+                std::net::Ipv4Addr::new(10, 0, 0, 1).into(),
+            ));
+            Node::new([b.finish()])
+        };
+        let table: SrvTable = [
+            (key("_http", "_tcp"), node(1)),
+            (key("_dns", "_udp"), node(2)),
+            (key("_http", "_tcp"), node(3)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(table.0.len(), 2);
+        assert_eq!(table.get(&key("_http", "_tcp")), Some(&node(3)));
+        assert_ne!(node(1), node(3));
+        assert!(table.contains_key(&key("_dns", "_udp")));
+        assert!(!table.contains_key(&key("_dns", "_tcp")));
+        assert!(table.has_proto(b"_tcp") && table.has_proto(b"_udp"));
+        assert!(!table.has_proto(b"_sctp") && !table.has_proto(b"_http"));
+        assert!(SrvTable::default().is_empty() && !table.is_empty());
     }
 }

@@ -117,8 +117,8 @@ impl ClusterStore {
             }
             Object::EndpointSlice(mut slice) => {
                 if !self.spec.endpoint_pod_names {
-                    for ep in &mut slice.endpoints {
-                        ep.pod_name = None;
+                    for ep in slice.endpoints.iter_mut().filter(|ep| ep.name_is_pod) {
+                        ep.name = None;
                     }
                 }
                 let key = slice.key.clone();

@@ -217,23 +217,28 @@ pub fn endpoint_slice(slice: K8sSlice) -> Result<Option<EndpointSlice>, ConvertE
     }
     let mut endpoints = Vec::with_capacity(slice.endpoints.len());
     for ep in slice.endpoints {
-        let addresses = ep
-            .addresses
-            .iter()
-            .map(|a| ip("endpoints.addresses", a))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut addresses = ep.addresses.iter().map(|a| ip("endpoints.addresses", a));
+        // The API requires at least one address; an endpoint without any
+        // names nothing.
+        let Some(address) = addresses.next().transpose()? else {
+            continue;
+        };
+        let more_addresses = addresses.collect::<Result<Box<[_]>, _>>()?;
         let pod_name = ep
             .target_ref
             .filter(|r| r.kind.as_deref() == Some("Pod"))
             .and_then(|r| r.name);
+        let name_is_pod = ep.hostname.is_none() && pod_name.is_some();
         endpoints.push(Endpoint {
-            addresses: addresses.into(),
-            hostname: ep.hostname.map(Into::into),
+            address,
             // "nil should be interpreted as true" (EndpointConditions API).
             ready: ep.conditions.and_then(|c| c.ready).unwrap_or(true),
-            pod_name: pod_name.map(Into::into),
+            name_is_pod,
+            name: ep.hostname.or(pod_name).map(Into::into),
+            more_addresses,
         });
     }
+    endpoints.shrink_to_fit();
     ports.shrink_to_fit();
     Ok(Some(EndpointSlice {
         key,
@@ -357,8 +362,30 @@ mod tests {
             panic!("a slice")
         };
         assert!(s.endpoints[0].ready);
-        assert_eq!(s.endpoints[0].pod_name.as_deref(), Some("web-1"));
+        assert_eq!(s.endpoints[0].name.as_deref(), Some("web-1"));
+        assert!(s.endpoints[0].name_is_pod);
         assert_eq!(s.service, ObjKey::new("n", "web"));
+    }
+
+    #[test]
+    fn endpoint_addresses_beyond_the_first_are_kept_and_an_empty_endpoint_is_dropped() {
+        let Some(Object::EndpointSlice(s)) = convert(
+            Kind::EndpointSlice,
+            json!({"metadata": {"name": "s", "namespace": "n", "labels": {"kubernetes.io/service-name": "web"}},
+                   "addressType": "IPv4",
+                   "endpoints": [{"addresses": ["10.0.0.5", "10.0.0.6"], "hostname": "a"},
+                                 {"addresses": []}]}),
+        )
+        .expect("converts") else {
+            panic!("a slice")
+        };
+        assert_eq!(s.endpoints.len(), 1);
+        let ep = &s.endpoints[0];
+        assert_eq!(
+            ep.addresses().map(|a| a.to_string()).collect::<Vec<_>>(),
+            ["10.0.0.5", "10.0.0.6"]
+        );
+        assert_eq!((ep.label(false), ep.name_is_pod), (Some("a"), false));
     }
 
     #[test]
