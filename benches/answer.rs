@@ -66,12 +66,12 @@ fn service(i: u32) -> Service {
         kind: if is_headless(i) {
             ServiceKind::Headless
         } else {
-            ServiceKind::ClusterIp(vec![vip(i)])
+            ServiceKind::ClusterIp([vip(i)].into())
         },
-        ports: vec![http_port()],
+        ports: [http_port()].into(),
         publish_not_ready: false,
-        lb_ingress: Vec::new(),
-        annotations: Vec::new(),
+        lb_ingress: Box::default(),
+        annotations: Box::default(),
     }
 }
 
@@ -95,15 +95,15 @@ fn slice(i: u32, bump: u32) -> EndpointSlice {
                 } else {
                     format!("{}-{j}", svc_name(i)).into()
                 }),
-                more_addresses: Box::default(),
             }
         })
         .collect();
     EndpointSlice {
         key: ObjKey::new(ns_of(i), format!("{}-abcde", svc_name(i))),
         service: ObjKey::new(ns_of(i), svc_name(i)),
-        ports: vec![http_port()],
+        ports: [http_port()].into(),
         endpoints,
+        more_addresses: Box::default(),
     }
 }
 

@@ -30,17 +30,18 @@ fn cluster(settings: &Settings, i: usize, policy: &str) -> Arc<ClusterHandle> {
         let vip: IpAddr = format!("10.{n}.{}.{}", s / 250, s % 250 + 1)
             .parse()
             .expect("ip");
-        let annotations = vec![("crossdns.io/policy".to_owned(), policy.to_owned())];
+        let annotations = [("crossdns.io/policy".into(), policy.into())].into();
         store.apply(Change::Apply(Object::Service(Service {
             key: ObjKey::new("shop", format!("web-{s}")),
-            kind: ServiceKind::ClusterIp(vec![vip]),
-            ports: vec![Port {
+            kind: ServiceKind::ClusterIp([vip].into()),
+            ports: [Port {
                 name: "http".into(),
                 protocol: Protocol::Tcp,
                 port: 80,
-            }],
+            }]
+            .into(),
             publish_not_ready: false,
-            lb_ingress: Vec::new(),
+            lb_ingress: Box::default(),
             annotations,
         })));
         let ep: IpAddr = format!("10.{}.{}.{}", 100 + n, s / 250, s % 250 + 1)
@@ -49,14 +50,15 @@ fn cluster(settings: &Settings, i: usize, policy: &str) -> Arc<ClusterHandle> {
         store.apply(Change::Apply(Object::EndpointSlice(EndpointSlice {
             key: ObjKey::new("shop", format!("web-{s}-x")),
             service: ObjKey::new("shop", format!("web-{s}")),
-            ports: Vec::new(),
-            endpoints: vec![Endpoint {
+            ports: Box::default(),
+            endpoints: [Endpoint {
                 address: ep,
                 ready: true,
                 name_is_pod: false,
                 name: None,
-                more_addresses: Box::default(),
-            }],
+            }]
+            .into(),
+            more_addresses: Box::default(),
         })));
     }
     handle.publish(store.publish(1));

@@ -13,7 +13,7 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, SRV};
 use super::rrset::{Node, RrsetBuilder};
 use super::sharded::Hasher;
 use super::snapshot::{ClustersetRecords, ServiceRecords, SrvTable};
-use super::{ClusterSpec, Endpoint, EndpointSlice, LbIngress, Protocol, Service, ServiceKind};
+use super::{ClusterSpec, EndpointSlice, LbIngress, Protocol, Service, ServiceKind};
 use crate::config::{ClustersetPolicy, ServiceAddress};
 use crate::dnsname::{WireName, dashed_ip};
 
@@ -85,11 +85,11 @@ struct Member {
 fn members(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]) -> BTreeSet<Member> {
     let mut out = BTreeSet::new();
     for slice in slices {
-        for ep in &slice.endpoints {
+        for (i, ep) in slice.endpoints.iter().enumerate() {
             if !(ep.ready || svc.publish_not_ready) {
                 continue;
             }
-            for ip in ep.addresses() {
+            for ip in slice.addresses_of(i) {
                 let label = match ep.label(spec.endpoint_pod_names) {
                     Some(name) => name.to_owned(),
                     None => dashed_ip(ip),
@@ -352,7 +352,7 @@ fn build_cluster_ip(
 fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
     svc.annotations
         .iter()
-        .find(|(k, _)| k == key)
+        .find(|(k, _)| **k == *key)
         .map(|(_, v)| v.trim())
 }
 
@@ -395,11 +395,7 @@ fn clusterset_records(
     let readiness_dependent = matches!(svc.kind, ServiceKind::Headless)
         || spec.service_address == ServiceAddress::Endpoints;
     let fallback = if readiness_dependent {
-        let all: BTreeSet<IpAddr> = slices
-            .iter()
-            .flat_map(|s| &s.endpoints)
-            .flat_map(Endpoint::addresses)
-            .collect();
+        let all: BTreeSet<IpAddr> = slices.iter().flat_map(|s| s.all_addresses()).collect();
         addr_node(ttl, all)
     } else {
         Node::default()

@@ -100,7 +100,7 @@ impl Protocol {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port {
     /// Empty for unnamed ports, which get no SRV records.
-    pub name: String,
+    pub name: Box<str>,
     pub protocol: Protocol,
     pub port: u16,
 }
@@ -109,7 +109,7 @@ pub struct Port {
 pub enum ServiceKind {
     /// Has a virtual IP per family (`spec.clusterIPs`); may be empty while
     /// the apiserver has not allocated one.
-    ClusterIp(Vec<IpAddr>),
+    ClusterIp(Box<[IpAddr]>),
     /// `clusterIP: None`: answered from endpoints.
     Headless,
     /// `type: ExternalName`: a CNAME to this name.
@@ -126,17 +126,17 @@ pub enum LbIngress {
 pub struct Service {
     pub key: ObjKey,
     pub kind: ServiceKind,
-    pub ports: Vec<Port>,
+    pub ports: Box<[Port]>,
     pub publish_not_ready: bool,
-    pub lb_ingress: Vec<LbIngress>,
+    pub lb_ingress: Box<[LbIngress]>,
     /// Only the `crossdns.io/` annotations; everything else is dropped.
-    pub annotations: Vec<(String, String)>,
+    pub annotations: Box<[(Box<str>, Box<str>)]>,
 }
 
 /// One endpoint of an EndpointSlice, cut to what DNS needs. An index holds
-/// hundreds of thousands of these, so the first address is inline (the
-/// EndpointSlice controller always writes exactly one) and the rest, if
-/// any, boxed; there are no `Vec`/`String` capacity fields.
+/// hundreds of thousands of these (40 bytes each), so the first address is
+/// inline; the EndpointSlice controller always writes exactly one, and any
+/// others live in the slice's `more_addresses`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub address: IpAddr,
@@ -147,15 +147,13 @@ pub struct Endpoint {
     pub name_is_pod: bool,
     /// `hostname`, else the Pod's name (see `name_is_pod`).
     pub name: Option<Box<str>>,
-    /// Addresses after the first (rare).
-    pub more_addresses: Box<[IpAddr]>,
 }
 
-impl Endpoint {
-    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        std::iter::once(self.address).chain(self.more_addresses.iter().copied())
-    }
+// 100,000s of these are held: keep them small.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(size_of::<Endpoint>() == 40);
 
+impl Endpoint {
     /// The label of `<label>.<svc>.<ns>.svc.<zone>`, if it is not the
     /// dashed address: the hostname, or the Pod's name with
     /// `endpoint_pod_names`.
@@ -172,14 +170,34 @@ pub struct EndpointSlice {
     /// The Service it belongs to: the `kubernetes.io/service-name` label,
     /// in the slice's namespace.
     pub service: ObjKey,
-    pub ports: Vec<Port>,
-    pub endpoints: Vec<Endpoint>,
+    pub ports: Box<[Port]>,
+    pub endpoints: Box<[Endpoint]>,
+    /// Addresses after an endpoint's first (rare): (index in `endpoints`,
+    /// address), in endpoint order.
+    pub more_addresses: Box<[(u32, IpAddr)]>,
 }
 
 impl EndpointSlice {
     /// The key of the Service this slice belongs to.
     pub fn service_key(&self) -> &ObjKey {
         &self.service
+    }
+
+    /// Every address of endpoint `i`.
+    pub fn addresses_of(&self, i: usize) -> impl Iterator<Item = IpAddr> + '_ {
+        let first = self.endpoints.get(i).map(|ep| ep.address);
+        let more = self
+            .more_addresses
+            .iter()
+            .filter(move |(at, _)| *at as usize == i)
+            .map(|(_, ip)| *ip);
+        first.into_iter().chain(more)
+    }
+
+    /// Every address of every endpoint, ready or not.
+    pub fn all_addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let more = self.more_addresses.iter().map(|(_, ip)| *ip);
+        self.endpoints.iter().map(|ep| ep.address).chain(more)
     }
 }
 

@@ -121,6 +121,10 @@ impl ClusterStore {
                         ep.name = None;
                     }
                 }
+                // Share the Service's key allocation where it is known.
+                if let Some((k, _)) = self.services.get_key_value(&slice.service) {
+                    slice.service = k.clone();
+                }
                 let key = slice.key.clone();
                 if let Some(old) = self.slices.remove(&key) {
                     self.unlink_slice(&old);
@@ -464,11 +468,11 @@ mod tests {
     fn svc(name: &str) -> Object {
         Object::Service(Service {
             key: ObjKey::new("ns", name),
-            kind: super::super::ServiceKind::ClusterIp(vec!["10.0.0.1".parse().expect("ip")]),
-            ports: Vec::new(),
+            kind: super::super::ServiceKind::ClusterIp(["10.0.0.1".parse().expect("ip")].into()),
+            ports: Box::default(),
             publish_not_ready: false,
-            lb_ingress: Vec::new(),
-            annotations: Vec::new(),
+            lb_ingress: Box::default(),
+            annotations: Box::default(),
         })
     }
 

@@ -150,7 +150,7 @@ pub fn service(svc: K8sService) -> Result<Service, ConvertError> {
     let mut ports = Vec::new();
     for p in spec.ports.unwrap_or_default() {
         ports.push(Port {
-            name: p.name.unwrap_or_default(),
+            name: p.name.unwrap_or_default().into(),
             protocol: protocol(p.protocol.as_deref())?,
             port: port_number(p.port)?,
         });
@@ -179,15 +179,14 @@ pub fn service(svc: K8sService) -> Result<Service, ConvertError> {
         .unwrap_or_default()
         .into_iter()
         .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))
+        .map(|(k, v)| (k.into(), v.into()))
         .collect();
-    ports.shrink_to_fit();
-    lb_ingress.shrink_to_fit();
     Ok(Service {
         key,
         kind,
-        ports,
+        ports: ports.into(),
         publish_not_ready: spec.publish_not_ready_addresses.unwrap_or(false),
-        lb_ingress,
+        lb_ingress: lb_ingress.into(),
         annotations,
     })
 }
@@ -210,12 +209,13 @@ pub fn endpoint_slice(slice: K8sSlice) -> Result<Option<EndpointSlice>, ConvertE
     for p in slice.ports.unwrap_or_default() {
         let Some(n) = p.port else { continue };
         ports.push(Port {
-            name: p.name.unwrap_or_default(),
+            name: p.name.unwrap_or_default().into(),
             protocol: protocol(p.protocol.as_deref())?,
             port: port_number(n)?,
         });
     }
     let mut endpoints = Vec::with_capacity(slice.endpoints.len());
+    let mut more = Vec::new();
     for ep in slice.endpoints {
         let mut addresses = ep.addresses.iter().map(|a| ip("endpoints.addresses", a));
         // The API requires at least one address; an endpoint without any
@@ -223,7 +223,9 @@ pub fn endpoint_slice(slice: K8sSlice) -> Result<Option<EndpointSlice>, ConvertE
         let Some(address) = addresses.next().transpose()? else {
             continue;
         };
-        let more_addresses = addresses.collect::<Result<Box<[_]>, _>>()?;
+        for extra in addresses {
+            more.push((endpoints.len() as u32, extra?));
+        }
         let pod_name = ep
             .target_ref
             .filter(|r| r.kind.as_deref() == Some("Pod"))
@@ -235,16 +237,14 @@ pub fn endpoint_slice(slice: K8sSlice) -> Result<Option<EndpointSlice>, ConvertE
             ready: ep.conditions.and_then(|c| c.ready).unwrap_or(true),
             name_is_pod,
             name: ep.hostname.or(pod_name).map(Into::into),
-            more_addresses,
         });
     }
-    endpoints.shrink_to_fit();
-    ports.shrink_to_fit();
     Ok(Some(EndpointSlice {
         key,
         service,
-        ports,
-        endpoints,
+        ports: ports.into(),
+        endpoints: endpoints.into(),
+        more_addresses: more.into(),
     }))
 }
 
@@ -298,16 +298,16 @@ mod tests {
         assert_eq!(svc.kind, ServiceKind::Headless);
         assert!(svc.publish_not_ready);
         assert_eq!(
-            svc.ports,
-            vec![Port {
+            *svc.ports,
+            [Port {
                 name: "grpc".into(),
                 protocol: Protocol::Tcp,
                 port: 26257
             }]
         );
         assert_eq!(
-            svc.annotations,
-            vec![("crossdns.io/policy".to_owned(), "failover".to_owned())]
+            *svc.annotations,
+            [("crossdns.io/policy".into(), "failover".into())]
         );
     }
 
@@ -322,10 +322,13 @@ mod tests {
         };
         assert_eq!(
             svc.kind,
-            ServiceKind::ClusterIp(vec![
-                "10.0.0.1".parse().expect("ip"),
-                "fd00::1".parse().expect("ip")
-            ])
+            ServiceKind::ClusterIp(
+                [
+                    "10.0.0.1".parse().expect("ip"),
+                    "fd00::1".parse().expect("ip")
+                ]
+                .into()
+            )
         );
     }
 
@@ -382,9 +385,11 @@ mod tests {
         assert_eq!(s.endpoints.len(), 1);
         let ep = &s.endpoints[0];
         assert_eq!(
-            ep.addresses().map(|a| a.to_string()).collect::<Vec<_>>(),
+            s.addresses_of(0).map(|a| a.to_string()).collect::<Vec<_>>(),
             ["10.0.0.5", "10.0.0.6"]
         );
+        assert_eq!(s.addresses_of(1).count(), 0);
+        assert_eq!(s.all_addresses().count(), 2);
         assert_eq!((ep.label(false), ep.name_is_pod), (Some("a"), false));
     }
 
