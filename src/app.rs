@@ -94,14 +94,9 @@ pub struct Prepared {
 /// inside a tokio runtime.
 pub fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     // watch → index: one handle (publication point) and task set per cluster.
-    let clusters: Vec<Arc<ClusterHandle>> = settings
-        .clusters
-        .iter()
-        .map(|c| {
-            let spec = ClusterSpec::from_settings(c, settings.dns.ttl)
-                .with_clusterset(settings.clusterset.as_ref().map(|cs| cs.zone.clone()));
-            Arc::new(ClusterHandle::new(spec))
-        })
+    let clusters: Vec<Arc<ClusterHandle>> = ClusterSpec::all(&settings)
+        .into_iter()
+        .map(|spec| Arc::new(ClusterHandle::new(spec)))
         .collect();
     let watch = settings
         .clusters

@@ -408,6 +408,55 @@ fn join_follows_a_scaled_statefulset() {
 }
 
 #[test]
+fn a_service_opted_out_of_the_clusterset_gets_no_clusterset_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&golden_dir().join("clusters"), &dir.path().join("clusters"));
+    let cfg = dir.path().join("config.yaml");
+    std::fs::copy(golden_dir().join("config.yaml"), &cfg).expect("copy config");
+    let cfg = cfg.display().to_string();
+    let file = dir.path().join("clusters/region2/cockroachdb.yaml");
+    let text = std::fs::read_to_string(&file).expect("read");
+    let governing = "metadata: {name: cockroachdb, namespace: default}\nspec:\n  clusterIP: None";
+    assert!(text.contains(governing), "{text}");
+    let opted_out = governing.replace(
+        "namespace: default}",
+        "namespace: default, annotations: {crossdns.io/export: \"false\"}}",
+    );
+    std::fs::write(&file, text.replace(governing, &opted_out)).expect("write");
+
+    let sans = generate(&[
+        "sans",
+        "--config",
+        &cfg,
+        "--statefulset",
+        "default/cockroachdb",
+    ]);
+    assert!(
+        sans.contains("\ncockroachdb-0.cockroachdb.default.svc.cluster.region2\n"),
+        "per-cluster names stay: {sans}"
+    );
+    assert!(
+        sans.contains("\ncockroachdb-0.region1.cockroachdb.default.svc.clusterset.local\n"),
+        "{sans}"
+    );
+    assert!(
+        !sans.contains(".region2.cockroachdb.default.svc.clusterset.local"),
+        "region2's replicas have no clusterset names: {sans}"
+    );
+    let join = generate(&[
+        "join",
+        "--config",
+        &cfg,
+        "--statefulset",
+        "default/cockroachdb",
+        "--zone-style",
+        "clusterset",
+    ]);
+    assert!(!join.contains(".region2."), "{join}");
+    assert!(join.contains("cockroachdb-2.region1."), "{join}");
+}
+
+#[test]
 fn unreachable_cluster_times_out_naming_the_cluster() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Port 1 on loopback: nothing listens, so every connect is refused.

@@ -18,8 +18,9 @@ use crate::watch;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// StatefulSets do not gate a cluster's sync (watch/mod.rs: a cluster whose
-/// RBAC refuses them still serves DNS), so after sync the StatefulSet stream
-/// may lag a moment: clusters still missing it get this much longer.
+/// RBAC refuses them still serves DNS). A cluster whose StatefulSets are
+/// listed is answered at once; one whose StatefulSet watch has not
+/// delivered (refused, or slow) gets this much longer.
 const STATEFULSET_GRACE: Duration = Duration::from_secs(2);
 
 const POLL: Duration = Duration::from_millis(25);
@@ -31,15 +32,9 @@ pub async fn collect(
     want: &StatefulSetRef,
     timeout: Duration,
 ) -> Result<Vec<Found>, GenerateError> {
-    let handles: Vec<Arc<ClusterHandle>> = settings
-        .clusters
-        .iter()
-        .map(|c| {
-            Arc::new(ClusterHandle::new(ClusterSpec::from_settings(
-                c,
-                settings.dns.ttl,
-            )))
-        })
+    let handles: Vec<Arc<ClusterHandle>> = ClusterSpec::all(settings)
+        .into_iter()
+        .map(|spec| Arc::new(ClusterHandle::new(spec)))
         .collect();
     // Dropping the guards at return stops the sources.
     let _tasks: Vec<watch::ClusterTasks> = settings
@@ -84,11 +79,14 @@ pub async fn collect(
         let mut found = Vec::new();
         let mut complete = true;
         for (c, h) in settings.clusters.iter().zip(&handles) {
+            // The flag first: it is set after the snapshot holding the list
+            // is published.
+            let listed = h.status.statefulsets_listed();
             let here = h
                 .snapshot()
                 .map(|snap| found_in(c, &snap, want))
                 .unwrap_or_default();
-            complete &= !here.is_empty();
+            complete &= listed || !here.is_empty();
             found.extend(here);
         }
         if complete || Instant::now() >= grace {
@@ -104,17 +102,24 @@ fn found_in(cluster: &ClusterSettings, snap: &Snapshot, want: &StatefulSetRef) -
         .values()
         .filter(|sts| want.matches(&sts.key))
         .map(|sts| {
-            let public = format!("{}-public", sts.key.name());
             // Snapshot services are keyed `<svc>.<ns>` in lower-case wire
-            // labels (index::build::service_key_wire). The Service object is
-            // what counts, not whether its name answers right now.
-            let has_public = WireName::from_labels([public.as_str(), sts.key.namespace()])
-                .is_ok_and(|k| snap.services.get(k.as_bytes()).is_some());
+            // labels. The Service object is what counts, not whether its
+            // name answers right now.
+            let ns = sts.key.namespace();
+            let public = format!("{}-public", sts.key.name());
+            let key = |name: &str| WireName::from_labels([name, ns]).ok();
+            let exists =
+                |name: &str| key(name).is_some_and(|k| snap.services.get(k.as_bytes()).is_some());
+            let exported = |name: &str| {
+                key(name).is_some_and(|k| snap.clusterset_service(k.as_bytes()).is_some())
+            };
             Found {
                 cluster: cluster.name.clone(),
                 zone: cluster.zone.clone(),
                 statefulset: sts.clone(),
-                has_public,
+                has_public: exists(&public),
+                exported: exported(&sts.service_name),
+                public_exported: exported(&public),
             }
         })
         .collect()

@@ -42,6 +42,10 @@ pub enum GenerateError {
     },
     #[error("--zone-style clusterset needs clusterset.zone in the config")]
     NoClusterset,
+    #[error(
+        "StatefulSet {0}'s Service is not exported to the clusterset in any cluster (crossdns.io/export: \"false\"): it has no clusterset names"
+    )]
+    NotExported(StatefulSetRef),
     #[error("cluster {cluster}: {name:?} is not a valid DNS name: {reason}")]
     BadName {
         cluster: String,

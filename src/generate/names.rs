@@ -30,6 +30,12 @@ pub struct Found {
     /// A Service named `<sts>-public` exists beside it (the CockroachDB
     /// recipes' client-facing Service).
     pub has_public: bool,
+    /// The governing Service has names in the clusterset zone: one is
+    /// configured and the Service does not opt out (`crossdns.io/export:
+    /// "false"`). Its replicas' clusterset names exist only then.
+    pub exported: bool,
+    /// Likewise for `<sts>-public`.
+    pub public_exported: bool,
 }
 
 fn dotted(cluster: &str, labels: &[&str], zone: &WireName) -> Result<String, GenerateError> {
@@ -67,7 +73,8 @@ fn replica_names(
         ),
     };
     let mut out = Vec::new();
-    for f in found {
+    // Clusterset names exist only where the governing Service is exported.
+    for f in found.iter().filter(|f| cs_zone.is_none() || f.exported) {
         let sts = &f.statefulset;
         for i in 0..sts.replicas {
             let host = format!("{}-{i}", sts.key.name());
@@ -107,6 +114,9 @@ pub fn join(
         return Err(not_found(settings, key));
     }
     let names = replica_names(settings, found, style)?;
+    if names.is_empty() && style == ZoneStyle::Clusterset {
+        return Err(GenerateError::NotExported(key.clone()));
+    }
     let list: Vec<String> = names.iter().map(|n| format!("{n}:{port}")).collect();
     Ok(format!("{}\n", list.join(",")))
 }
@@ -115,7 +125,8 @@ pub fn join(
 /// `localhost` and `127.0.0.1` (every CockroachDB node-cert recipe includes
 /// them: `cockroach` talks to its own node over loopback), then per cluster
 /// the replica names, the governing Service and `<sts>-public`, then the same
-/// in the clusterset zone when one is configured.
+/// in the clusterset zone when one is configured, for the Services exported
+/// to it.
 pub fn sans(
     settings: &Settings,
     key: &StatefulSetRef,
@@ -130,16 +141,23 @@ pub fn sans(
             out.push(name);
         }
     };
-    let service_names = |f: &Found, zone: &WireName| -> Result<Vec<String>, GenerateError> {
+    // (governing Service, `<sts>-public`) names of `f` in `zone`.
+    let service_names = |f: &Found,
+                         zone: &WireName,
+                         (governing, public): (bool, bool)|
+     -> Result<Vec<String>, GenerateError> {
         let ns = f.statefulset.key.namespace();
-        let public = format!("{}-public", f.statefulset.key.name());
-        let mut v = vec![dotted(
-            &f.cluster,
-            &[&f.statefulset.service_name, ns, "svc"],
-            zone,
-        )?];
-        if f.has_public {
-            v.push(dotted(&f.cluster, &[&public, ns, "svc"], zone)?);
+        let public_name = format!("{}-public", f.statefulset.key.name());
+        let mut v = Vec::new();
+        if governing {
+            v.push(dotted(
+                &f.cluster,
+                &[&f.statefulset.service_name, ns, "svc"],
+                zone,
+            )?);
+        }
+        if public {
+            v.push(dotted(&f.cluster, &[&public_name, ns, "svc"], zone)?);
         }
         Ok(v)
     };
@@ -147,7 +165,7 @@ pub fn sans(
         for n in replica_names(settings, std::slice::from_ref(f), ZoneStyle::PerCluster)? {
             push(n);
         }
-        for n in service_names(f, &f.zone)? {
+        for n in service_names(f, &f.zone, (true, f.has_public))? {
             push(n);
         }
     }
@@ -156,7 +174,7 @@ pub fn sans(
             push(n);
         }
         for f in found {
-            for n in service_names(f, &cs.zone)? {
+            for n in service_names(f, &cs.zone, (f.exported, f.public_exported))? {
                 push(n);
             }
         }
@@ -195,6 +213,8 @@ mod tests {
                 replicas,
             },
             has_public,
+            exported: true,
+            public_exported: has_public,
         }
     }
 
@@ -273,6 +293,41 @@ mod tests {
                 "cockroachdb-public.default.svc.clusterset.local",
             ]
         );
+    }
+
+    #[test]
+    fn services_opted_out_of_the_clusterset_get_no_clusterset_names() {
+        let s = settings(true);
+        let mut hidden = found("region2", "cluster.region2", 1, true);
+        hidden.exported = false;
+        let mut public_hidden = found("region1", "cluster.region1", 1, true);
+        public_hidden.public_exported = false;
+        let f = [public_hidden, hidden.clone()];
+        let got = sans(&s, &key(), &f).expect("sans");
+        let clusterset: Vec<&str> = got
+            .lines()
+            .filter(|l| l.ends_with("clusterset.local"))
+            .collect();
+        assert_eq!(
+            clusterset,
+            [
+                "cockroachdb-0.region1.cockroachdb.default.svc.clusterset.local",
+                "cockroachdb.default.svc.clusterset.local",
+                "cockroachdb-public.default.svc.clusterset.local",
+            ],
+            "region2 opted out entirely; region1 only its public Service"
+        );
+        // Per-cluster names do not depend on export.
+        assert!(got.contains("\ncockroachdb-public.default.svc.cluster.region1\n"));
+        assert!(got.contains("\ncockroachdb-0.cockroachdb.default.svc.cluster.region2\n"));
+        assert_eq!(
+            join(&s, &key(), &f, 1, ZoneStyle::Clusterset).expect("join"),
+            "cockroachdb-0.region1.cockroachdb.default.svc.clusterset.local:1\n"
+        );
+        assert!(matches!(
+            join(&s, &key(), &[hidden], 1, ZoneStyle::Clusterset),
+            Err(GenerateError::NotExported(_))
+        ));
     }
 
     #[test]

@@ -318,6 +318,17 @@ impl ClusterSpec {
         }
     }
 
+    /// Every configured cluster's spec, in config order, with the
+    /// clusterset zone when there is one: what the server indexes.
+    pub fn all(settings: &crate::config::Settings) -> Vec<Self> {
+        let clusterset = settings.clusterset.as_ref().map(|cs| cs.zone.clone());
+        settings
+            .clusters
+            .iter()
+            .map(|c| Self::from_settings(c, settings.dns.ttl).with_clusterset(clusterset.clone()))
+            .collect()
+    }
+
     /// Adds the clusterset zone (names under it are built too).
     pub fn with_clusterset(mut self, zone: Option<WireName>) -> Self {
         self.clusterset = zone;
@@ -343,6 +354,9 @@ pub struct ClusterHandle {
 #[derive(Debug, Default)]
 pub struct ClusterStatus {
     synced: AtomicBool,
+    /// The published snapshot holds a complete list of StatefulSets (they
+    /// do not gate `synced`: RBAC may refuse them).
+    statefulsets_listed: AtomicBool,
     /// Unix milliseconds of the last event from the source.
     last_event_ms: AtomicU64,
     /// Since when the watch has been erroring; 0 when it is fine.
@@ -366,6 +380,14 @@ pub fn unix_ms() -> u64 {
 impl ClusterStatus {
     pub fn synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
+    }
+
+    pub fn statefulsets_listed(&self) -> bool {
+        self.statefulsets_listed.load(Ordering::Acquire)
+    }
+
+    pub fn note_statefulsets_listed(&self) {
+        self.statefulsets_listed.store(true, Ordering::Release);
     }
 
     /// The source delivered something: its watch works.

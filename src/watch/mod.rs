@@ -88,13 +88,7 @@ pub fn spawn_cluster(settings: &ClusterSettings, handle: Arc<ClusterHandle>) -> 
             )));
         }
     }
-    // Namespaces and StatefulSets are read when allowed, but a cluster whose
-    // RBAC refuses them still syncs: they add to DNS, they do not gate it.
-    let required = scopes
-        .into_iter()
-        .filter(|(k, _)| matches!(k, Kind::Service | Kind::EndpointSlice | Kind::Pod))
-        .collect();
-    tasks.push(tokio::spawn(writer(handle, required, rx)));
+    tasks.push(tokio::spawn(writer(handle, scopes, rx)));
     ClusterTasks(tasks.into_iter().map(CancelOnDrop).collect())
 }
 
@@ -104,15 +98,22 @@ pub struct ClusterTasks(
     #[allow(dead_code, reason = "held only to abort the tasks on drop")] Vec<CancelOnDrop>,
 );
 
+/// Namespaces and StatefulSets are read when allowed, but a cluster whose
+/// RBAC refuses them still syncs: they add to DNS, they do not gate it.
+fn gates_sync((kind, _): &Scope) -> bool {
+    matches!(kind, Kind::Service | Kind::EndpointSlice | Kind::Pod)
+}
+
 /// The single writer of one cluster's index.
 async fn writer(
     handle: Arc<ClusterHandle>,
-    required: Vec<Scope>,
+    scopes: Vec<Scope>,
     mut rx: mpsc::Receiver<SourceEvent>,
 ) {
     let name = handle.spec.name.clone();
     let mut store = ClusterStore::new(Arc::clone(&handle.spec));
-    let mut pending: HashSet<Scope> = required.into_iter().collect();
+    // Scopes whose first complete list has not arrived yet.
+    let mut pending: HashSet<Scope> = scopes.into_iter().collect();
     let mut generation = 0u64;
     while let Some(first) = rx.recv().await {
         let deadline = Instant::now() + BATCH_WINDOW;
@@ -125,7 +126,8 @@ async fn writer(
             apply(&handle, &mut store, &mut pending, ev);
             events += 1;
         }
-        if pending.is_empty() && (store.is_dirty() || !handle.status.synced()) {
+        let gated = pending.iter().any(gates_sync);
+        if !gated && (store.is_dirty() || !handle.status.synced()) {
             generation += 1;
             let started = std::time::Instant::now();
             let snap = store.publish(generation);
@@ -150,6 +152,10 @@ async fn writer(
                 );
             }
             tracing::debug!(cluster = %name, generation, events, build_us = started.elapsed().as_micros() as u64, "published snapshot");
+        }
+        if !gated && !pending.iter().any(|(k, _)| *k == Kind::StatefulSet) {
+            // Every StatefulSet listed is in the published snapshot.
+            handle.status.note_statefulsets_listed();
         }
     }
 }
