@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::answer::Engine;
-use crate::config::Settings;
+use crate::config::{ClusterSettings, Settings, Source};
 use crate::forward::Forwarder;
 use crate::index::{ClusterHandle, ClusterSpec};
 use crate::listen::{self, Shared, TlsAcceptor, UdpWorkers};
@@ -31,7 +31,7 @@ pub struct Running {
     pub engine: Arc<Engine>,
     pub forwarder: Arc<Forwarder>,
     pub metrics: Metrics,
-    _watch: Vec<ClusterTasks>,
+    watched: Vec<Watched>,
     _udp: Vec<UdpWorkers>,
     _tasks: Vec<CancelOnDrop>,
 }
@@ -78,32 +78,80 @@ async fn bind_dns(
     Err(last.unwrap_or_else(|| anyhow::anyhow!("cannot listen on {addr}")))
 }
 
+/// One cluster's watch and index, shared by a running config and the one
+/// a reload prepares when the cluster's settings did not change: the watch
+/// goes on without a relist, and stops when neither holds it any more.
+#[derive(Debug, Clone)]
+struct Watched {
+    settings: ClusterSettings,
+    /// The kubeconfig's bytes when the watch started: a rotated credential
+    /// under the same path is a change.
+    kubeconfig: Option<Vec<u8>>,
+    handle: Arc<ClusterHandle>,
+    #[allow(dead_code, reason = "held only to keep the watch running")]
+    tasks: Arc<ClusterTasks>,
+}
+
+impl Watched {
+    fn kubeconfig_bytes(settings: &ClusterSettings) -> Option<Vec<u8>> {
+        let path = match &settings.source {
+            Source::Kube {
+                kubeconfig: Some(p),
+                ..
+            } => p.clone(),
+            Source::Kube {
+                kubeconfig: None, ..
+            } => std::env::var_os("KUBECONFIG")?.into(),
+            Source::Manifests(_) => return None,
+        };
+        std::fs::read(path).ok()
+    }
+
+    /// This cluster's watch, if it serves `settings` and `spec` unchanged.
+    fn reusable_for(&self, settings: &ClusterSettings, spec: &ClusterSpec) -> bool {
+        self.settings == *settings
+            && *self.handle.spec == *spec
+            && self.kubeconfig == Self::kubeconfig_bytes(settings)
+    }
+}
+
 /// The stages before any socket: watch, index, answer and forward, started
-/// and wired, but not yet serving. Dropping it stops the watchers.
+/// and wired, but not yet serving. Dropping it stops the watchers it alone
+/// holds.
 #[derive(Debug)]
 pub struct Prepared {
     settings: Settings,
     pub clusters: Vec<Arc<ClusterHandle>>,
-    watch: Vec<ClusterTasks>,
+    watched: Vec<Watched>,
     engine: Arc<Engine>,
     forwarder: Arc<Forwarder>,
     metrics: Metrics,
 }
 
 /// Starts watching every cluster and builds the answer engine. Must run
-/// inside a tokio runtime.
-pub fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
+/// inside a tokio runtime. Clusters whose settings match one in `keep` (the
+/// running config's) share its watch and index instead of starting over.
+fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
     // watch → index: one handle (publication point) and task set per cluster.
-    let clusters: Vec<Arc<ClusterHandle>> = ClusterSpec::all(&settings)
-        .into_iter()
-        .map(|spec| Arc::new(ClusterHandle::new(spec)))
-        .collect();
-    let watch = settings
+    let watched: Vec<Watched> = settings
         .clusters
         .iter()
-        .zip(&clusters)
-        .map(|(c, h)| watch::spawn_cluster(c, Arc::clone(h)))
+        .zip(ClusterSpec::all(&settings))
+        .map(|(c, spec)| {
+            if let Some(w) = keep.iter().find(|w| w.reusable_for(c, &spec)) {
+                tracing::info!(cluster = %c.name, "cluster unchanged; keeping its watch");
+                return w.clone();
+            }
+            let handle = Arc::new(ClusterHandle::new(spec));
+            Watched {
+                settings: c.clone(),
+                kubeconfig: Watched::kubeconfig_bytes(c),
+                tasks: Arc::new(watch::spawn_cluster(c, Arc::clone(&handle))),
+                handle,
+            }
+        })
         .collect();
+    let clusters: Vec<Arc<ClusterHandle>> = watched.iter().map(|w| Arc::clone(&w.handle)).collect();
     // answer, with forward beside it.
     let engine = Arc::new(Engine::new(&settings, &clusters));
     let forwarder = Arc::new(Forwarder::new(&settings.forward)?);
@@ -116,7 +164,7 @@ pub fn prepare(settings: Settings) -> anyhow::Result<Prepared> {
     Ok(Prepared {
         settings,
         clusters,
-        watch,
+        watched,
         engine,
         forwarder,
         metrics,
@@ -129,7 +177,7 @@ pub async fn listen_on(p: Prepared) -> anyhow::Result<Running> {
     let Prepared {
         settings,
         clusters,
-        watch,
+        watched,
         engine,
         forwarder,
         metrics,
@@ -194,7 +242,7 @@ pub async fn listen_on(p: Prepared) -> anyhow::Result<Running> {
         engine,
         forwarder,
         metrics,
-        _watch: watch,
+        watched,
         _udp: udp,
         _tasks: tasks,
     })
@@ -207,7 +255,7 @@ fn spawn(f: impl Future<Output = ()> + Send + 'static) -> CancelOnDrop {
 
 /// Starts everything and returns once every listener is bound.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
-    listen_on(prepare(settings)?).await
+    listen_on(prepare(settings, &[])?).await
 }
 
 /// How long a reloaded config's clusters may take to sync before it
@@ -238,7 +286,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             continue;
         }
         last = text;
-        if let Some(next) = reload(&path).await {
+        if let Some(next) = reload(&path, &running.watched).await {
             let old = std::mem::replace(&mut running, next);
             // Stopping UDP threads joins them: off the async workers.
             tokio::task::spawn_blocking(move || drop(old));
@@ -249,9 +297,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads, starts and syncs a new config beside the running one; `None`
-/// (with an error logged) when it is wrong or cannot serve.
-async fn reload(path: &std::path::Path) -> Option<Running> {
+/// Loads, starts and syncs a new config beside the running one (sharing
+/// the watches of unchanged clusters); `None` (with an error logged) when it
+/// is wrong or cannot serve.
+async fn reload(path: &std::path::Path, running: &[Watched]) -> Option<Running> {
     let settings = match Settings::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -260,7 +309,7 @@ async fn reload(path: &std::path::Path) -> Option<Running> {
         }
     };
     tracing::info!(config = %path.display(), "reloading the config");
-    let prepared = match prepare(settings) {
+    let prepared = match prepare(settings, running) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(

@@ -1,5 +1,6 @@
 //! Config reload: the real binary picks up an edited config file (and
-//! SIGHUP), serving the new zones once they have synced; a broken config is
+//! SIGHUP), serving the new zones once they have synced; unchanged clusters
+//! keep their watch, changed ones are watched anew; a broken config is
 //! refused with one clear log line and the running config keeps answering.
 
 mod common;
@@ -49,6 +50,17 @@ async fn an_edited_config_is_reloaded_and_a_broken_one_keeps_the_running_config(
     })
     .await
     .expect("the added cluster was never served");
+    // The unchanged cluster kept its watch: no second first sync.
+    let log = crossdns.stderr();
+    assert!(
+        log.contains("cluster unchanged; keeping its watch cluster=region1"),
+        "{log}"
+    );
+    let synced = |c: &str| {
+        log.matches(&format!("cluster synced; answering its zone cluster={c} "))
+            .count()
+    };
+    assert_eq!((synced("region1"), synced("region2")), (1, 1), "{log}");
     assert_eq!(
         rcode(&query_udp(crossdns.dns, r1, RecordType::A).await),
         ResponseCode::NoError
@@ -99,6 +111,25 @@ async fn an_edited_config_is_reloaded_and_a_broken_one_keeps_the_running_config(
     })
     .await
     .expect("SIGHUP did not reload");
+    assert_eq!(
+        rcode(&query_udp(crossdns.dns, r1, RecordType::A).await),
+        ResponseCode::NoError
+    );
+
+    // A changed cluster gets a new watch: region1 limited to one namespace
+    // syncs (and logs) a second time.
+    let changed = original.replace("manifests:", "namespaces: [default], manifests:");
+    assert_ne!(changed, original);
+    std::fs::write(&crossdns.config_path, changed).expect("write");
+    wait_for(Duration::from_secs(15), async || {
+        crossdns
+            .stderr()
+            .matches("cluster synced; answering its zone cluster=region1 ")
+            .count()
+            == 2
+    })
+    .await
+    .expect("the changed cluster was not watched anew");
     assert_eq!(
         rcode(&query_udp(crossdns.dns, r1, RecordType::A).await),
         ResponseCode::NoError

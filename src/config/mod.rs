@@ -62,7 +62,7 @@ pub struct TlsSettings {
     pub client_ca: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
     pub name: String,
     pub zone: WireName,

@@ -290,7 +290,7 @@ pub enum Change {
 }
 
 /// What the snapshot builder needs to know about its cluster.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSpec {
     pub name: String,
     pub zone: WireName,

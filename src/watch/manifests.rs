@@ -57,7 +57,12 @@ pub async fn run(dir: PathBuf, kinds: Vec<Kind>, tx: mpsc::Sender<SourceEvent>) 
                 move || read_file(&path)
             })
             .await;
-            let Ok(read) = read else { return };
+            let read = match read {
+                Ok(read) => read,
+                // A panic in the parser is a bad file like any other.
+                Err(e) if e.is_panic() => Err(anyhow::anyhow!("the parser panicked")),
+                Err(_) => return, // the runtime is shutting down
+            };
             let parsed = match read {
                 Ok(parsed) => parsed,
                 Err(e) => {
