@@ -25,22 +25,90 @@ const SYNC: Duration = Duration::from_secs(20);
 /// How long recovery after an outage may take (kube watcher backoff).
 const RECOVERY: Duration = Duration::from_secs(20);
 
+/// Names of the demo that several tests check.
+const R1_POD0: &str = "cockroachdb-0.cockroachdb.default.svc.cluster.region1";
+const R2_POD0: &str = "cockroachdb-0.cockroachdb.default.svc.cluster.region2";
+const R1_PUBLIC: &str = "cockroachdb-public.default.svc.cluster.region1";
+const R1_CACHE: &str = "cache.shop.svc.cluster.region1";
+
 struct Demo {
     r1: FakeApiServer,
     r2: FakeApiServer,
     crossdns: Crossdns,
     _dir: TempDir,
+    /// Held for the test's whole life (dropped last): see `common::SERIAL`.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Demo {
     fn dns(&self) -> SocketAddr {
         self.crossdns.dns
     }
+
+    /// Applies `object` to `server` (`what` names the change in failures),
+    /// then polls up to `deadline` for `name`'s A set to become `want`.
+    /// Returns the time from the apply until the answer showed the change.
+    async fn apply_until_a(
+        &self,
+        server: &FakeApiServer,
+        object: Value,
+        what: &str,
+        name: &str,
+        want: &[&str],
+        deadline: Duration,
+    ) -> Duration {
+        let started = Instant::now();
+        server
+            .apply(object)
+            .unwrap_or_else(|e| panic!("apply {what}: {e:#}"));
+        until_a(self.dns(), name, want, deadline).await;
+        started.elapsed()
+    }
+
+    /// Applies `object` to `server` and asserts that `name`'s A set became
+    /// `want` within the contract (polled up to 10 s, so that a slow change
+    /// fails with its time rather than a timeout).
+    async fn apply_within_contract(
+        &self,
+        server: &FakeApiServer,
+        object: Value,
+        what: &str,
+        name: &str,
+        want: &[&str],
+    ) {
+        let took = self
+            .apply_until_a(server, object, what, name, want, Duration::from_secs(10))
+            .await;
+        assert_within_contract(what, took);
+    }
+
+    /// Applies a Service `warmup` to region1 and waits (up to `SYNC`) until
+    /// it answers: the watches are open once a change made now arrives.
+    async fn warm_up(&self) {
+        self.apply_until_a(
+            &self.r1,
+            service("default", "warmup", "10.101.9.1"),
+            "warmup Service",
+            "warmup.default.svc.cluster.region1",
+            &["10.101.9.1"],
+            SYNC,
+        )
+        .await;
+    }
+
+    /// Asserts `/readyz` is 503 naming exactly `cluster` as not synced.
+    async fn assert_not_synced(&self, cluster: &str) {
+        let (status, body) = self.crossdns.readyz().await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["not_synced"], json!([cluster]), "{body}");
+    }
 }
 
 /// Two fake apiservers with the demo manifests; `prepare` runs before crossdns
-/// starts; crossdns is then started (not waited for).
+/// starts; crossdns is then started (not waited for). Takes `common::SERIAL`
+/// first, so that the tests of this file run one at a time.
 async fn demo_unready(prepare: impl AsyncFnOnce(&FakeApiServer, &FakeApiServer)) -> Demo {
+    let serial = common::SERIAL.lock().await;
     common::init_tls();
     let root = common::repo_root();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -69,6 +137,7 @@ async fn demo_unready(prepare: impl AsyncFnOnce(&FakeApiServer, &FakeApiServer))
         r2,
         crossdns,
         _dir: dir,
+        _serial: serial,
     }
 }
 
@@ -92,6 +161,11 @@ fn ips(list: &[&str]) -> Vec<std::net::IpAddr> {
     let mut v: Vec<_> = list.iter().map(|s| ip(s)).collect();
     v.sort();
     v
+}
+
+/// Asserts `name`'s A set is `want` now; `why` says what that shows.
+async fn assert_a(dns: SocketAddr, name: &str, want: &[&str], why: &str) {
+    assert_eq!(a_set(dns, name).await, ips(want), "{name} A: {why}");
 }
 
 /// Polls up to `deadline` for `name`'s A set to equal `want`; returns the time.
@@ -142,6 +216,14 @@ fn service(ns: &str, name: &str, cluster_ip: &str) -> Value {
     })
 }
 
+/// Deletes the Service `ns`/`name`, which must exist.
+fn delete_service(server: &FakeApiServer, ns: &str, name: &str) {
+    assert!(
+        server.delete("v1", "Service", Some(ns), name),
+        "Service {ns}/{name} did not exist"
+    );
+}
+
 fn cockroach_slice(server: &FakeApiServer) -> Value {
     server
         .get(
@@ -165,7 +247,6 @@ fn assert_within_contract(what: &str, took: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_names_answer_from_live_apiservers_over_udp_and_tcp() {
-    let _serial = common::SERIAL.lock().await;
     let d = demo().await;
     let dns = d.dns();
     for tcp in [false, true] {
@@ -178,20 +259,12 @@ async fn demo_names_answer_from_live_apiservers_over_udp_and_tcp() {
         };
         let via = if tcp { "tcp" } else { "udp" };
 
-        let m = q(
-            "cockroachdb-0.cockroachdb.default.svc.cluster.region2",
-            RecordType::A,
-        )
-        .await;
+        let m = q(R2_POD0, RecordType::A).await;
         assert_eq!(rcode(&m), ResponseCode::NoError, "{via}: {m:?}");
         assert!(m.metadata.authoritative, "{via}: answers are authoritative");
         assert_eq!(addresses(&m), ips(&["10.2.0.10"]), "{via}: {m:?}");
 
-        let m = q(
-            "cockroachdb-public.default.svc.cluster.region1",
-            RecordType::A,
-        )
-        .await;
+        let m = q(R1_PUBLIC, RecordType::A).await;
         assert_eq!(addresses(&m), ips(&["10.101.0.20"]), "{via}: {m:?}");
 
         let m = q(
@@ -258,11 +331,7 @@ async fn demo_names_answer_from_live_apiservers_over_udp_and_tcp() {
         assert!(has_soa(&m), "{via}: {m:?}");
 
         // NODATA: the name exists, the type does not.
-        let m = q(
-            "cockroachdb-public.default.svc.cluster.region1",
-            RecordType::AAAA,
-        )
-        .await;
+        let m = q(R1_PUBLIC, RecordType::AAAA).await;
         assert_eq!(rcode(&m), ResponseCode::NoError, "{via}: {m:?}");
         assert!(m.answers.is_empty(), "{via}: {m:?}");
         assert!(has_soa(&m), "{via}: NODATA carries the SOA: {m:?}");
@@ -276,19 +345,9 @@ async fn demo_names_answer_from_live_apiservers_over_udp_and_tcp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_on_the_apiserver_are_answered_within_one_second() {
-    let _serial = common::SERIAL.lock().await;
     let d = demo().await;
     let dns = d.dns();
-    // Warm up: the watches are open once a change made now arrives.
-    d.r1.apply(service("default", "warmup", "10.101.9.1"))
-        .expect("apply warmup");
-    until_a(
-        dns,
-        "warmup.default.svc.cluster.region1",
-        &["10.101.9.1"],
-        SYNC,
-    )
-    .await;
+    d.warm_up().await;
 
     // 1. A new endpoint with a hostname (a StatefulSet scaling up).
     let mut slice = cockroach_slice(&d.r1);
@@ -301,16 +360,14 @@ async fn changes_on_the_apiserver_are_answered_within_one_second() {
             "conditions": {"ready": true, "serving": true, "terminating": false},
             "targetRef": {"kind": "Pod", "name": "cockroachdb-3", "namespace": "default"},
         }));
-    let started = Instant::now();
-    d.r1.apply(slice).expect("apply slice with a 4th endpoint");
-    until_a(
-        dns,
+    d.apply_within_contract(
+        &d.r1,
+        slice,
+        "new endpoint cockroachdb-3",
         "cockroachdb-3.cockroachdb.default.svc.cluster.region1",
         &["10.1.0.13"],
-        Duration::from_secs(10),
     )
     .await;
-    assert_within_contract("new endpoint cockroachdb-3", started.elapsed());
     let m = query_udp(
         dns,
         "_grpc._tcp.cockroachdb.default.svc.cluster.region1",
@@ -325,10 +382,7 @@ async fn changes_on_the_apiserver_are_answered_within_one_second() {
 
     // 2. A Service deleted: NXDOMAIN.
     let started = Instant::now();
-    assert!(
-        d.r1.delete("v1", "Service", Some("shop"), "web"),
-        "web existed"
-    );
+    delete_service(&d.r1, "shop", "web");
     until_rcode(
         dns,
         "web.shop.svc.cluster.region1",
@@ -344,11 +398,13 @@ async fn changes_on_the_apiserver_are_answered_within_one_second() {
         ResponseCode::NXDomain,
         "PTR of a deleted Service: {m:?}"
     );
-    // Region2's web is untouched.
-    assert_eq!(
-        a_set(dns, "web.shop.svc.cluster.region2").await,
-        ips(&["10.102.0.30"])
-    );
+    assert_a(
+        dns,
+        "web.shop.svc.cluster.region2",
+        &["10.102.0.30"],
+        "region2's web is untouched",
+    )
+    .await;
 
     // 3. A pod IP changes (pod rescheduled).
     let mut slice = cockroach_slice(&d.r1);
@@ -357,16 +413,14 @@ async fn changes_on_the_apiserver_are_answered_within_one_second() {
             ep["addresses"] = json!(["10.1.0.111"]);
         }
     }
-    let started = Instant::now();
-    d.r1.apply(slice).expect("apply slice with a moved pod");
-    until_a(
-        dns,
+    d.apply_within_contract(
+        &d.r1,
+        slice,
+        "cockroachdb-1 moved to 10.1.0.111",
         "cockroachdb-1.cockroachdb.default.svc.cluster.region1",
         &["10.1.0.111"],
-        Duration::from_secs(10),
     )
     .await;
-    assert_within_contract("cockroachdb-1 moved to 10.1.0.111", started.elapsed());
     let all = a_set(dns, "cockroachdb.default.svc.cluster.region1").await;
     assert!(
         all.contains(&ip("10.1.0.111")) && !all.contains(&ip("10.1.0.11")),
@@ -374,22 +428,18 @@ async fn changes_on_the_apiserver_are_answered_within_one_second() {
     );
 
     // 4. A new Service.
-    let started = Instant::now();
-    d.r2.apply(service("shop", "orders", "10.102.0.77"))
-        .expect("apply orders");
-    until_a(
-        dns,
+    d.apply_within_contract(
+        &d.r2,
+        service("shop", "orders", "10.102.0.77"),
+        "new Service orders in region2",
         "orders.shop.svc.cluster.region2",
         &["10.102.0.77"],
-        Duration::from_secs(10),
     )
     .await;
-    assert_within_contract("new Service orders in region2", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apiserver_outage_keeps_the_last_answers_and_recovers() {
-    let _serial = common::SERIAL.lock().await;
     let d = demo().await;
     let dns = d.dns();
 
@@ -399,22 +449,23 @@ async fn an_apiserver_outage_keeps_the_last_answers_and_recovers() {
         .expect("apply while paused");
     let outage = Instant::now();
     while outage.elapsed() < Duration::from_secs(4) {
-        assert_eq!(
-            a_set(dns, "cockroachdb-0.cockroachdb.default.svc.cluster.region1").await,
-            ips(&["10.1.0.10"]),
-            "region1 keeps its last snapshot during the outage"
-        );
-        assert_eq!(
-            a_set(dns, "cockroachdb-public.default.svc.cluster.region1").await,
-            ips(&["10.101.0.20"])
-        );
+        assert_a(
+            dns,
+            R1_POD0,
+            &["10.1.0.10"],
+            "region1 keeps its last snapshot during the outage",
+        )
+        .await;
+        assert_a(
+            dns,
+            R1_PUBLIC,
+            &["10.101.0.20"],
+            "region1 keeps its last snapshot during the outage",
+        )
+        .await;
         let m = a(dns, "late.default.svc.cluster.region1").await;
         assert_eq!(rcode(&m), ResponseCode::NXDomain, "not seen yet: {m:?}");
-        assert_eq!(
-            a_set(dns, "cockroachdb-0.cockroachdb.default.svc.cluster.region2").await,
-            ips(&["10.2.0.10"]),
-            "region2 is unaffected"
-        );
+        assert_a(dns, R2_POD0, &["10.2.0.10"], "region2 is unaffected").await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (status, body) = d.crossdns.readyz().await;
@@ -445,10 +496,7 @@ async fn an_apiserver_outage_keeps_the_last_answers_and_recovers() {
     )
     .await;
     eprintln!("change made during the outage visible {took:?} after resume");
-    assert_eq!(
-        a_set(dns, "cockroachdb-0.cockroachdb.default.svc.cluster.region1").await,
-        ips(&["10.1.0.10"])
-    );
+    assert_a(dns, R1_POD0, &["10.1.0.10"], "after the outage").await;
     let metrics = d.crossdns.metrics().await;
     let restarts = common::metric_value(
         &metrics,
@@ -465,39 +513,26 @@ async fn an_apiserver_outage_keeps_the_last_answers_and_recovers() {
     assert_eq!(restarts2, Some(0.0), "region2 never failed:\n{metrics}");
 
     // And live changes flow again at full speed.
-    let started = Instant::now();
-    d.r1.apply(service("default", "after", "10.101.0.98"))
-        .expect("apply after recovery");
-    until_a(
-        dns,
+    d.apply_within_contract(
+        &d.r1,
+        service("default", "after", "10.101.0.98"),
+        "change after recovery",
         "after.default.svc.cluster.region1",
         &["10.101.0.98"],
-        Duration::from_secs(10),
     )
     .await;
-    assert_within_contract("change after recovery", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_never_synced_cluster_answers_servfail_and_holds_readyz_while_the_other_answers() {
-    let _serial = common::SERIAL.lock().await;
     let d = demo_unready(async |r1, _| r1.set_fault(Fault::Stall)).await;
     let dns = d.dns();
-    until_a(
-        dns,
-        "cockroachdb-0.cockroachdb.default.svc.cluster.region2",
-        &["10.2.0.10"],
-        SYNC,
-    )
-    .await;
+    until_a(dns, R2_POD0, &["10.2.0.10"], SYNC).await;
     // (The apex SOA/NS come from config, not from the cluster, so they are
     // not checked here.)
     for (name, t) in [
         ("x.default.svc.cluster.region1", RecordType::A),
-        (
-            "cockroachdb-0.cockroachdb.default.svc.cluster.region1",
-            RecordType::A,
-        ),
+        (R1_POD0, RecordType::A),
         (
             "_grpc._tcp.cockroachdb.default.svc.cluster.region1",
             RecordType::SRV,
@@ -526,9 +561,7 @@ async fn a_never_synced_cluster_answers_servfail_and_holds_readyz_while_the_othe
         vec!["web.shop.svc.cluster.region2"],
         "{m:?}"
     );
-    let (status, body) = d.crossdns.readyz().await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["not_synced"], json!(["region1"]), "{body}");
+    d.assert_not_synced("region1").await;
     // The other cluster is fully served meanwhile.
     let m = query_udp(dns, "x.default.svc.cluster.region2", RecordType::A).await;
     assert_eq!(rcode(&m), ResponseCode::NXDomain, "{m:?}");
@@ -536,17 +569,13 @@ async fn a_never_synced_cluster_answers_servfail_and_holds_readyz_while_the_othe
     d.r1.set_fault(Fault::None);
     let took = d.crossdns.wait_ready(RECOVERY).await;
     eprintln!("ready {took:?} after the stall cleared");
-    assert_eq!(
-        a_set(dns, "cockroachdb-0.cockroachdb.default.svc.cluster.region1").await,
-        ips(&["10.1.0.10"])
-    );
+    assert_a(dns, R1_POD0, &["10.1.0.10"], "once the stall cleared").await;
     let m = query_udp(dns, "x.default.svc.cluster.region1", RecordType::A).await;
     assert_eq!(rcode(&m), ResponseCode::NXDomain, "{m:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_apiserver_at_start_answers_servfail_until_it_comes_up() {
-    let _serial = common::SERIAL.lock().await;
     // Connection refused on region1's port until resume().
     let d = demo_unready(async |r1, _| r1.pause().await).await;
     let dns = d.dns();
@@ -557,28 +586,17 @@ async fn an_unreachable_apiserver_at_start_answers_servfail_until_it_comes_up() 
         SYNC,
     )
     .await;
-    let m = query_udp(
-        dns,
-        "cockroachdb-public.default.svc.cluster.region1",
-        RecordType::A,
-    )
-    .await;
+    let m = query_udp(dns, R1_PUBLIC, RecordType::A).await;
     assert_eq!(rcode(&m), ResponseCode::ServFail, "{m:?}");
-    let (status, body) = d.crossdns.readyz().await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["not_synced"], json!(["region1"]), "{body}");
+    d.assert_not_synced("region1").await;
 
     d.r1.resume().await.expect("resume region1");
     d.crossdns.wait_ready(RECOVERY).await;
-    assert_eq!(
-        a_set(dns, "cockroachdb-public.default.svc.cluster.region1").await,
-        ips(&["10.101.0.20"])
-    );
+    assert_a(dns, R1_PUBLIC, &["10.101.0.20"], "once the apiserver is up").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_from_an_apiserver_does_not_lose_the_good_snapshot() {
-    let _serial = common::SERIAL.lock().await;
     let d = demo().await;
     let dns = d.dns();
     let skipped = "crossdns_cluster_skipped_objects_total{cluster=\"region1\"}";
@@ -602,27 +620,21 @@ async fn garbage_from_an_apiserver_does_not_lose_the_good_snapshot() {
     );
     let m = a(dns, "broken.default.svc.cluster.region1").await;
     assert_ne!(rcode(&m), ResponseCode::ServFail, "{m:?}");
-    assert_eq!(
-        a_set(dns, "cockroachdb-public.default.svc.cluster.region1").await,
-        ips(&["10.101.0.20"])
-    );
+    assert_a(dns, R1_PUBLIC, &["10.101.0.20"], "the rest still answers").await;
     // Good changes behind the bad one still arrive promptly.
-    let started = Instant::now();
-    d.r1.apply(service("default", "good", "10.101.0.50"))
-        .expect("apply good");
-    until_a(
-        dns,
+    d.apply_within_contract(
+        &d.r1,
+        service("default", "good", "10.101.0.50"),
+        "good Service after a garbage one",
         "good.default.svc.cluster.region1",
         &["10.101.0.50"],
-        Duration::from_secs(10),
     )
     .await;
-    assert_within_contract("good Service after a garbage one", started.elapsed());
     // Fixing the bad object makes it answer.
-    d.r1.apply(service("default", "broken", "10.101.0.51"))
-        .expect("fix broken");
-    until_a(
-        dns,
+    d.apply_until_a(
+        &d.r1,
+        service("default", "broken", "10.101.0.51"),
+        "fixed Service broken",
         "broken.default.svc.cluster.region1",
         &["10.101.0.51"],
         Duration::from_secs(10),
@@ -632,7 +644,6 @@ async fn garbage_from_an_apiserver_does_not_lose_the_good_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_lists_keep_the_last_snapshot_and_a_clean_relist_recovers() {
-    let _serial = common::SERIAL.lock().await;
     let d = demo().await;
     let dns = d.dns();
     let lists_before = d.r1.stats().lists;
@@ -654,27 +665,18 @@ async fn garbage_lists_keep_the_last_snapshot_and_a_clean_relist_recovers() {
     // Changes made meanwhile, visible only through a list.
     d.r1.apply(service("default", "during-garbage", "10.101.0.52"))
         .expect("apply during garbage");
-    assert!(
-        d.r1.delete("v1", "Service", Some("shop"), "cache"),
-        "cache existed"
-    );
+    delete_service(&d.r1, "shop", "cache");
     let garbage = Instant::now();
     while garbage.elapsed() < Duration::from_secs(4) {
-        assert_eq!(
-            a_set(dns, "cockroachdb-0.cockroachdb.default.svc.cluster.region1").await,
-            ips(&["10.1.0.10"]),
-            "the good snapshot is kept"
-        );
-        assert_eq!(
-            a_set(dns, "cache.shop.svc.cluster.region1").await,
-            ips(&["10.1.2.7", "10.1.2.8"]),
-            "the last good data, not an empty zone"
-        );
-        assert_eq!(
-            a_set(dns, "cockroachdb-0.cockroachdb.default.svc.cluster.region2").await,
-            ips(&["10.2.0.10"]),
-            "region2 is unaffected"
-        );
+        assert_a(dns, R1_POD0, &["10.1.0.10"], "the good snapshot is kept").await;
+        assert_a(
+            dns,
+            R1_CACHE,
+            &["10.1.2.7", "10.1.2.8"],
+            "the last good data, not an empty zone",
+        )
+        .await;
+        assert_a(dns, R2_POD0, &["10.2.0.10"], "region2 is unaffected").await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (status, body) = d.crossdns.readyz().await;
@@ -697,17 +699,8 @@ async fn garbage_lists_keep_the_last_snapshot_and_a_clean_relist_recovers() {
     )
     .await;
     eprintln!("recovered {took:?} after the garbage stopped");
-    until_rcode(
-        dns,
-        "cache.shop.svc.cluster.region1",
-        ResponseCode::NXDomain,
-        RECOVERY,
-    )
-    .await;
-    assert_eq!(
-        a_set(dns, "cockroachdb-0.cockroachdb.default.svc.cluster.region1").await,
-        ips(&["10.1.0.10"])
-    );
+    until_rcode(dns, R1_CACHE, ResponseCode::NXDomain, RECOVERY).await;
+    assert_a(dns, R1_POD0, &["10.1.0.10"], "after the clean relist").await;
 }
 
 /// A watch event that does not decode is lost; the watcher must not carry on
@@ -716,35 +709,26 @@ async fn garbage_lists_keep_the_last_snapshot_and_a_clean_relist_recovers() {
 /// decode error (or refusing to advance past it) recovers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_watch_events_are_not_lost_for_good() {
-    let _serial = common::SERIAL.lock().await;
     let d = demo().await;
     let dns = d.dns();
     // Make sure the watches are open.
-    d.r1.apply(service("default", "warmup", "10.101.9.1"))
-        .expect("apply warmup");
-    until_a(
-        dns,
-        "warmup.default.svc.cluster.region1",
-        &["10.101.9.1"],
-        SYNC,
-    )
-    .await;
+    d.warm_up().await;
 
     d.r1.set_fault(Fault::GarbageJson);
     // Sent to the open watches as lines that are not JSON.
     d.r1.apply(service("default", "during-garbage", "10.101.0.52"))
         .expect("apply during garbage");
-    assert!(
-        d.r1.delete("v1", "Service", Some("shop"), "cache"),
-        "cache existed"
-    );
+    delete_service(&d.r1, "shop", "cache");
     // Answers stay meanwhile.
     let garbage = Instant::now();
     while garbage.elapsed() < Duration::from_secs(3) {
-        assert_eq!(
-            a_set(dns, "cockroachdb-0.cockroachdb.default.svc.cluster.region1").await,
-            ips(&["10.1.0.10"])
-        );
+        assert_a(
+            dns,
+            R1_POD0,
+            &["10.1.0.10"],
+            "answers stay while the watch events are garbage",
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     d.r1.set_fault(Fault::None);
@@ -756,18 +740,11 @@ async fn garbage_watch_events_are_not_lost_for_good() {
         Duration::from_secs(40),
     )
     .await;
-    until_rcode(
-        dns,
-        "cache.shop.svc.cluster.region1",
-        ResponseCode::NXDomain,
-        RECOVERY,
-    )
-    .await;
+    until_rcode(dns, R1_CACHE, ResponseCode::NXDomain, RECOVERY).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_410_expired_relists_and_later_changes_still_arrive() {
-    let _serial = common::SERIAL.lock().await;
     let d = demo().await;
     let dns = d.dns();
     let lists_before = d.r1.stats().lists;
@@ -775,10 +752,10 @@ async fn a_410_expired_relists_and_later_changes_still_arrive() {
     // 1. Open watches get a 410 ERROR event and are closed.
     d.r1.compact();
     d.r1.drop_watches();
-    d.r1.apply(service("default", "after-410", "10.101.0.60"))
-        .expect("apply after compaction");
-    until_a(
-        dns,
+    d.apply_until_a(
+        &d.r1,
+        service("default", "after-410", "10.101.0.60"),
+        "Service after compaction",
         "after-410.default.svc.cluster.region1",
         &["10.101.0.60"],
         RECOVERY,
@@ -789,29 +766,20 @@ async fn a_410_expired_relists_and_later_changes_still_arrive() {
         "a 410 makes the watcher list again: {:?}",
         d.r1.stats()
     );
-    let started = Instant::now();
-    d.r1.apply(service("default", "later", "10.101.0.61"))
-        .expect("apply later");
-    until_a(
-        dns,
+    d.apply_within_contract(
+        &d.r1,
+        service("default", "later", "10.101.0.61"),
+        "change after a 410 relist",
         "later.default.svc.cluster.region1",
         &["10.101.0.61"],
-        Duration::from_secs(10),
     )
     .await;
-    assert_within_contract("change after a 410 relist", started.elapsed());
 
     // 2. A watch resumed from a resourceVersion that has been compacted away:
     //    changes made meanwhile (including a delete) arrive only by relisting.
     d.r1.pause().await;
-    assert!(
-        d.r1.delete("v1", "Service", Some("shop"), "cache"),
-        "cache existed"
-    );
-    assert!(
-        d.r1.delete("v1", "Service", Some("default"), "later"),
-        "later existed"
-    );
+    delete_service(&d.r1, "shop", "cache");
+    delete_service(&d.r1, "default", "later");
     d.r1.apply(service("default", "while-away", "10.101.0.62"))
         .expect("apply while away");
     d.r1.compact();
@@ -824,13 +792,7 @@ async fn a_410_expired_relists_and_later_changes_still_arrive() {
         RECOVERY,
     )
     .await;
-    until_rcode(
-        dns,
-        "cache.shop.svc.cluster.region1",
-        ResponseCode::NXDomain,
-        RECOVERY,
-    )
-    .await;
+    until_rcode(dns, R1_CACHE, ResponseCode::NXDomain, RECOVERY).await;
     until_rcode(
         dns,
         "later.default.svc.cluster.region1",
@@ -838,26 +800,19 @@ async fn a_410_expired_relists_and_later_changes_still_arrive() {
         RECOVERY,
     )
     .await;
-    assert_eq!(
-        a_set(dns, "cockroachdb-0.cockroachdb.default.svc.cluster.region1").await,
-        ips(&["10.1.0.10"])
-    );
-    let started = Instant::now();
-    d.r1.apply(service("default", "latest", "10.101.0.63"))
-        .expect("apply latest");
-    until_a(
-        dns,
+    assert_a(dns, R1_POD0, &["10.1.0.10"], "after the relist on resume").await;
+    d.apply_within_contract(
+        &d.r1,
+        service("default", "latest", "10.101.0.63"),
+        "change after a relist on resume",
         "latest.default.svc.cluster.region1",
         &["10.101.0.63"],
-        Duration::from_secs(10),
     )
     .await;
-    assert_within_contract("change after a relist on resume", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_hickory_client_gets_answers_from_the_binary() {
-    let _serial = common::SERIAL.lock().await;
     let d = demo().await;
     let dns = d.dns();
     let m = query_hickory_client(
