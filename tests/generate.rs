@@ -52,6 +52,49 @@ fn config(name: &str) -> String {
     golden_dir().join(name).display().to_string()
 }
 
+/// `<sub> --config <config> --cluster <cluster> --address <address>`
+/// (`coredns` or `kube-dns`).
+fn for_cluster<'a>(
+    sub: &'a str,
+    config: &'a str,
+    cluster: &'a str,
+    address: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        sub,
+        "--config",
+        config,
+        "--cluster",
+        cluster,
+        "--address",
+        address,
+    ]
+}
+
+/// `<sub> --config <config> --statefulset <statefulset> <extra...>` (`join`
+/// or `sans`).
+fn for_statefulset<'a>(
+    sub: &'a str,
+    config: &'a str,
+    statefulset: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![sub, "--config", config, "--statefulset", statefulset];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// A temporary copy of the golden `config.yaml` and its `clusters/`, to be
+/// changed by the test; returns the folder and the config's path.
+fn golden_copy() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&golden_dir().join("clusters"), &dir.path().join("clusters"));
+    let cfg = dir.path().join("config.yaml");
+    std::fs::copy(golden_dir().join("config.yaml"), &cfg).expect("copy config");
+    let cfg = cfg.display().to_string();
+    (dir, cfg)
+}
+
 fn check_golden(name: &str, actual: &str) {
     let path = golden_dir().join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
@@ -79,61 +122,35 @@ fn stub_domains(configmap_yaml: &str) -> BTreeMap<String, Vec<String>> {
 #[test]
 fn coredns_forwards_every_other_zone() {
     let c = config("config.yaml");
-    let out = generate(&[
-        "coredns",
-        "--config",
-        &c,
-        "--cluster",
-        "region1",
-        "--address",
-        "10.0.0.53",
-    ]);
+    let out = generate(&for_cluster("coredns", &c, "region1", "10.0.0.53"));
     check_golden("coredns.txt", &out);
 }
 
 #[test]
 fn coredns_force_tcp_adds_the_option_to_every_block() {
     let c = config("config.yaml");
-    let out = generate(&[
-        "coredns",
-        "--config",
-        &c,
-        "--cluster",
-        "region1",
-        "--address",
-        "10.0.0.53:5353",
-        "--force-tcp",
-    ]);
+    let mut args = for_cluster("coredns", &c, "region1", "10.0.0.53:5353");
+    args.push("--force-tcp");
+    let out = generate(&args);
     check_golden("coredns-force-tcp.txt", &out);
 }
 
 #[test]
 fn coredns_over_tls_names_the_server() {
     let c = config("config.yaml");
-    let out = generate(&[
+    let out = generate(&for_cluster(
         "coredns",
-        "--config",
         &c,
-        "--cluster",
         "region2",
-        "--address",
         "tls://10.0.0.53:853#crossdns.example.com",
-    ]);
+    ));
     check_golden("coredns-tls.txt", &out);
 }
 
 #[test]
 fn kube_dns_configmap_lists_every_other_zone() {
     let c = config("config.yaml");
-    let out = generate(&[
-        "kube-dns",
-        "--config",
-        &c,
-        "--cluster",
-        "region1",
-        "--address",
-        "10.0.0.53",
-    ]);
+    let out = generate(&for_cluster("kube-dns", &c, "region1", "10.0.0.53"));
     check_golden("kube-dns.yaml", &out);
     let stubs = stub_domains(&out);
     assert_eq!(
@@ -151,15 +168,12 @@ fn kube_dns_configmap_lists_every_other_zone() {
 #[test]
 fn kube_dns_refuses_dns_over_tls() {
     let c = config("config.yaml");
-    let err = generate_fails(&[
+    let err = generate_fails(&for_cluster(
         "kube-dns",
-        "--config",
         &c,
-        "--cluster",
         "region1",
-        "--address",
         "tls://10.0.0.53:853#x.example",
-    ]);
+    ));
     assert!(err.contains("kube-dns") && err.contains("TLS"), "{err}");
 }
 
@@ -167,15 +181,7 @@ fn kube_dns_refuses_dns_over_tls() {
 fn unknown_cluster_is_an_error_naming_it() {
     let c = config("config.yaml");
     for sub in ["coredns", "kube-dns"] {
-        let err = generate_fails(&[
-            sub,
-            "--config",
-            &c,
-            "--cluster",
-            "region9",
-            "--address",
-            "10.0.0.53",
-        ]);
+        let err = generate_fails(&for_cluster(sub, &c, "region9", "10.0.0.53"));
         assert!(err.contains("region9") && err.contains("region1"), "{err}");
     }
 }
@@ -183,15 +189,7 @@ fn unknown_cluster_is_an_error_naming_it() {
 #[test]
 fn bad_address_is_an_error() {
     let c = config("config.yaml");
-    let err = generate_fails(&[
-        "coredns",
-        "--config",
-        &c,
-        "--cluster",
-        "region1",
-        "--address",
-        "dns.example",
-    ]);
+    let err = generate_fails(&for_cluster("coredns", &c, "region1", "dns.example"));
     assert!(
         err.contains("--address") && err.contains("dns.example"),
         "{err}"
@@ -201,30 +199,19 @@ fn bad_address_is_an_error() {
 #[test]
 fn join_lists_every_replica_per_cluster() {
     let c = config("config.yaml");
-    let out = generate(&[
-        "join",
-        "--config",
-        &c,
-        "--statefulset",
-        "default/cockroachdb",
-    ]);
+    let out = generate(&for_statefulset("join", &c, "default/cockroachdb", &[]));
     check_golden("join.txt", &out);
 }
 
 #[test]
 fn join_in_clusterset_style_with_a_custom_port() {
     let c = config("config.yaml");
-    let out = generate(&[
+    let out = generate(&for_statefulset(
         "join",
-        "--config",
         &c,
-        "--statefulset",
         "default/cockroachdb",
-        "--port",
-        "26258",
-        "--zone-style",
-        "clusterset",
-    ]);
+        &["--port", "26258", "--zone-style", "clusterset"],
+    ));
     check_golden("join-clusterset.txt", &out);
 }
 
@@ -237,39 +224,30 @@ fn join_clusterset_style_without_a_clusterset_zone_fails() {
     let no_cs = dir.path().join("shared.yaml");
     std::fs::write(&no_cs, &text[..cut]).expect("write");
     copy_dir(&golden_dir().join("clusters"), &dir.path().join("clusters"));
-    let err = generate_fails(&[
+    let err = generate_fails(&for_statefulset(
         "join",
-        "--config",
         &no_cs.display().to_string(),
-        "--statefulset",
         "*/cockroachdb",
-        "--zone-style",
-        "clusterset",
-    ]);
+        &["--zone-style", "clusterset"],
+    ));
     assert!(err.contains("clusterset.zone"), "{err}");
 }
 
 #[test]
 fn unknown_statefulset_is_an_error_naming_it() {
     let c = config("config.yaml");
-    let err = generate_fails(&["join", "--config", &c, "--statefulset", "default/nope"]);
+    let err = generate_fails(&for_statefulset("join", &c, "default/nope", &[]));
     assert!(err.contains("default/nope"), "{err}");
-    let err = generate_fails(&["sans", "--config", &c, "--statefulset", "default/nope"]);
+    let err = generate_fails(&for_statefulset("sans", &c, "default/nope", &[]));
     assert!(err.contains("default/nope"), "{err}");
-    let err = generate_fails(&["join", "--config", &c, "--statefulset", "nope"]);
+    let err = generate_fails(&for_statefulset("join", &c, "nope", &[]));
     assert!(err.contains("NAMESPACE/NAME"), "{err}");
 }
 
 #[test]
 fn sans_cover_replicas_services_and_clusterset_names() {
     let c = config("config.yaml");
-    let out = generate(&[
-        "sans",
-        "--config",
-        &c,
-        "--statefulset",
-        "default/cockroachdb",
-    ]);
+    let out = generate(&for_statefulset("sans", &c, "default/cockroachdb", &[]));
     check_golden("sans.txt", &out);
     let lines: Vec<&str> = out.lines().collect();
     let mut unique = lines.clone();
@@ -281,29 +259,13 @@ fn sans_cover_replicas_services_and_clusterset_names() {
 #[test]
 fn shared_zone_forwards_the_other_clusters_namespaces() {
     let c = config("shared.yaml");
-    let out = generate(&[
-        "coredns",
-        "--config",
-        &c,
-        "--cluster",
-        "us-east1",
-        "--address",
-        "10.0.0.53",
-    ]);
+    let out = generate(&for_cluster("coredns", &c, "us-east1", "10.0.0.53"));
     check_golden("shared-coredns.txt", &out);
     assert!(
         !out.contains("\ncluster.local:53"),
         "the shared zone itself stays local: {out}"
     );
-    let out = generate(&[
-        "kube-dns",
-        "--config",
-        &c,
-        "--cluster",
-        "us-west1",
-        "--address",
-        "10.0.0.53",
-    ]);
+    let out = generate(&for_cluster("kube-dns", &c, "us-west1", "10.0.0.53"));
     check_golden("shared-kube-dns.yaml", &out);
     assert_eq!(
         stub_domains(&out)
@@ -317,18 +279,12 @@ fn shared_zone_forwards_the_other_clusters_namespaces() {
 #[test]
 fn shared_zone_join_and_sans_span_the_namespaces() {
     let c = config("shared.yaml");
-    let out = generate(&["join", "--config", &c, "--statefulset", "*/cockroachdb"]);
+    let out = generate(&for_statefulset("join", &c, "*/cockroachdb", &[]));
     check_golden("shared-join.txt", &out);
-    let out = generate(&["sans", "--config", &c, "--statefulset", "*/cockroachdb"]);
+    let out = generate(&for_statefulset("sans", &c, "*/cockroachdb", &[]));
     check_golden("shared-sans.txt", &out);
     // One namespace names one cluster's copy only.
-    let out = generate(&[
-        "join",
-        "--config",
-        &c,
-        "--statefulset",
-        "us-west1/cockroachdb",
-    ]);
+    let out = generate(&for_statefulset("join", &c, "us-west1/cockroachdb", &[]));
     assert_eq!(out.trim_end().split(',').count(), 3, "{out}");
     assert!(
         out.contains("cockroachdb-0.cockroachdb.us-west1.svc.cluster.local:26257"),
@@ -351,11 +307,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn join_follows_a_scaled_statefulset() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&golden_dir().join("clusters"), &dir.path().join("clusters"));
-    let cfg = dir.path().join("config.yaml");
-    std::fs::copy(golden_dir().join("config.yaml"), &cfg).expect("copy config");
-    let cfg = cfg.display().to_string();
+    let (dir, cfg) = golden_copy();
     let per_cluster = |out: &str, zone: &str| {
         out.trim_end()
             .split(',')
@@ -363,13 +315,7 @@ fn join_follows_a_scaled_statefulset() {
             .count()
     };
 
-    let before = generate(&[
-        "join",
-        "--config",
-        &cfg,
-        "--statefulset",
-        "default/cockroachdb",
-    ]);
+    let before = generate(&for_statefulset("join", &cfg, "default/cockroachdb", &[]));
     assert_eq!(per_cluster(&before, ".cluster.region1:"), 3);
     assert_eq!(per_cluster(&before, ".cluster.region2:"), 3);
 
@@ -381,26 +327,14 @@ fn join_follows_a_scaled_statefulset() {
         assert!(text.contains("replicas: 3"));
         std::fs::write(&file, text.replace("replicas: 3", "replicas: 5")).expect("write");
     }
-    let after = generate(&[
-        "join",
-        "--config",
-        &cfg,
-        "--statefulset",
-        "default/cockroachdb",
-    ]);
+    let after = generate(&for_statefulset("join", &cfg, "default/cockroachdb", &[]));
     assert_eq!(per_cluster(&after, ".cluster.region1:"), 5, "{after}");
     assert_eq!(per_cluster(&after, ".cluster.region2:"), 5, "{after}");
     assert!(
         after.contains("cockroachdb-4.cockroachdb.default.svc.cluster.region2:26257"),
         "{after}"
     );
-    let sans = generate(&[
-        "sans",
-        "--config",
-        &cfg,
-        "--statefulset",
-        "default/cockroachdb",
-    ]);
+    let sans = generate(&for_statefulset("sans", &cfg, "default/cockroachdb", &[]));
     assert!(
         sans.contains("\ncockroachdb-4.region1.cockroachdb.default.svc.clusterset.local\n"),
         "{sans}"
@@ -409,11 +343,7 @@ fn join_follows_a_scaled_statefulset() {
 
 #[test]
 fn a_service_opted_out_of_the_clusterset_gets_no_clusterset_names() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&golden_dir().join("clusters"), &dir.path().join("clusters"));
-    let cfg = dir.path().join("config.yaml");
-    std::fs::copy(golden_dir().join("config.yaml"), &cfg).expect("copy config");
-    let cfg = cfg.display().to_string();
+    let (dir, cfg) = golden_copy();
     let file = dir.path().join("clusters/region2/cockroachdb.yaml");
     let text = std::fs::read_to_string(&file).expect("read");
     let governing = "metadata: {name: cockroachdb, namespace: default}\nspec:\n  clusterIP: None";
@@ -424,13 +354,7 @@ fn a_service_opted_out_of_the_clusterset_gets_no_clusterset_names() {
     );
     std::fs::write(&file, text.replace(governing, &opted_out)).expect("write");
 
-    let sans = generate(&[
-        "sans",
-        "--config",
-        &cfg,
-        "--statefulset",
-        "default/cockroachdb",
-    ]);
+    let sans = generate(&for_statefulset("sans", &cfg, "default/cockroachdb", &[]));
     assert!(
         sans.contains("\ncockroachdb-0.cockroachdb.default.svc.cluster.region2\n"),
         "per-cluster names stay: {sans}"
@@ -443,15 +367,12 @@ fn a_service_opted_out_of_the_clusterset_gets_no_clusterset_names() {
         !sans.contains(".region2.cockroachdb.default.svc.clusterset.local"),
         "region2's replicas have no clusterset names: {sans}"
     );
-    let join = generate(&[
+    let join = generate(&for_statefulset(
         "join",
-        "--config",
         &cfg,
-        "--statefulset",
         "default/cockroachdb",
-        "--zone-style",
-        "clusterset",
-    ]);
+        &["--zone-style", "clusterset"],
+    ));
     assert!(!join.contains(".region2."), "{join}");
     assert!(join.contains("cockroachdb-2.region1."), "{join}");
 }
@@ -479,15 +400,12 @@ current-context: far
     )
     .expect("write config");
     let started = std::time::Instant::now();
-    let err = generate_fails(&[
+    let err = generate_fails(&for_statefulset(
         "join",
-        "--config",
         &cfg.display().to_string(),
-        "--statefulset",
         "default/cockroachdb",
-        "--timeout",
-        "2s",
-    ]);
+        &["--timeout", "2s"],
+    ));
     assert!(
         err.contains("faraway") && err.contains("did not sync"),
         "{err}"
