@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ use hickory_proto::rr::RecordType;
 use serde_json::json;
 
 const STALE_AFTER_SECS: u64 = 3;
+const WEB: &str = "web.shop.svc.clusterset.local.";
+const FO: &str = "fo.shop.svc.clusterset.local.";
 
 fn service(name: &str, vip: &str, annotations: serde_json::Value) -> serde_json::Value {
     json!({"apiVersion": "v1", "kind": "Service",
@@ -38,6 +40,25 @@ fn vip(n: usize, svc: u8) -> String {
     format!("10.10{n}.0.{svc}")
 }
 
+/// Applies region `n`'s `web` Service and its one ready endpoint to `s`.
+fn apply_web(s: &FakeApiServer, n: usize) {
+    s.apply(service("web", &vip(n, 1), json!({}))).expect("web");
+    s.apply(slice("web", &format!("10.{n}.1.1"), true))
+        .expect("slice");
+}
+
+/// Writes `s`'s kubeconfig for region `n` to `dir`; returns the region's
+/// entry for the config's `clusters:` list.
+fn cluster_entry(s: &FakeApiServer, n: usize, dir: &Path) -> String {
+    let kc = dir.join(format!("region{n}.kubeconfig"));
+    s.write_kubeconfig(&kc, &format!("region{n}"))
+        .expect("kubeconfig");
+    format!(
+        "  - {{name: region{n}, zone: cluster.region{n}, kubeconfig: {}, context: region{n}}}\n",
+        kc.display()
+    )
+}
+
 struct Regions {
     servers: Vec<FakeApiServer>,
     crossdns: Crossdns,
@@ -51,9 +72,7 @@ async fn start(dir: &Path) -> Regions {
         let s = FakeApiServer::start().await.expect("apiserver");
         s.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}))
             .expect("ns");
-        s.apply(service("web", &vip(n, 1), json!({}))).expect("web");
-        s.apply(slice("web", &format!("10.{n}.1.1"), true))
-            .expect("slice");
+        apply_web(&s, n);
         s.apply(service(
             "fo",
             &vip(n, 2),
@@ -70,13 +89,7 @@ async fn start(dir: &Path) -> Regions {
         .expect("wt");
         s.apply(slice("wt", &format!("10.{n}.1.3"), true))
             .expect("slice");
-        let kc = dir.join(format!("region{n}.kubeconfig"));
-        s.write_kubeconfig(&kc, &format!("region{n}"))
-            .expect("kubeconfig");
-        clusters += &format!(
-            "  - {{name: region{n}, zone: cluster.region{n}, kubeconfig: {}, context: region{n}}}\n",
-            kc.display()
-        );
+        clusters += &cluster_entry(&s, n, dir);
         servers.push(s);
     }
     let rest = format!(
@@ -88,21 +101,49 @@ async fn start(dir: &Path) -> Regions {
     Regions { servers, crossdns }
 }
 
-async fn web(r: &Regions) -> Vec<IpAddr> {
-    let mut v = addresses(
-        &query_udp(
-            r.crossdns.dns,
-            "web.shop.svc.clusterset.local.",
-            RecordType::A,
-        )
-        .await,
-    );
+/// The sorted A addresses of `name` at `dns`.
+async fn a_set(dns: SocketAddr, name: &str) -> Vec<IpAddr> {
+    let mut v = addresses(&query_udp(dns, name, RecordType::A).await);
     v.sort();
     v
 }
 
+/// Polls up to `within` for `name`'s A set at `dns` to become `want`;
+/// returns the time, or panics saying `what` did not happen and what
+/// `name` answered last.
+async fn until_a(
+    dns: SocketAddr,
+    name: &str,
+    want: &[IpAddr],
+    within: Duration,
+    what: &str,
+) -> Duration {
+    let mut last = Vec::new();
+    let took = wait_for(within, async || {
+        last = a_set(dns, name).await;
+        last == want
+    })
+    .await;
+    took.unwrap_or_else(|| panic!("{what} within {within:?}: {name} A is {last:?}, want {want:?}"))
+}
+
+/// The clusterset `web` answer.
+async fn web(r: &Regions) -> Vec<IpAddr> {
+    a_set(r.crossdns.dns, WEB).await
+}
+
+/// Polls for the clusterset `web` answer to become `want` (see `until_a`).
+async fn until_web(r: &Regions, want: &[IpAddr], within: Duration, what: &str) -> Duration {
+    until_a(r.crossdns.dns, WEB, want, within, what).await
+}
+
+/// The VIPs of `web` in the given regions.
+fn web_vips(regions: &[usize]) -> Vec<IpAddr> {
+    regions.iter().map(|&n| ip(&vip(n, 1))).collect()
+}
+
 fn all_three() -> Vec<IpAddr> {
-    (1..=3).map(|n| ip(&vip(n, 1))).collect()
+    web_vips(&[1, 2, 3])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,12 +154,13 @@ async fn a_cluster_whose_endpoints_all_turn_unready_leaves_the_answer_within_a_s
     r.servers[1]
         .apply(slice("web", "10.2.1.1", false))
         .expect("unready");
-    let without_region2: Vec<IpAddr> = vec![ip(&vip(1, 1)), ip(&vip(3, 1))];
-    let took = wait_for(Duration::from_secs(3), async || {
-        web(&r).await == without_region2
-    })
-    .await
-    .expect("region2 never left the answer");
+    let took = until_web(
+        &r,
+        &web_vips(&[1, 3]),
+        Duration::from_secs(3),
+        "region2 never left the answer",
+    )
+    .await;
     assert!(
         took <= Duration::from_secs(1),
         "region2 left after {took:?}"
@@ -126,11 +168,13 @@ async fn a_cluster_whose_endpoints_all_turn_unready_leaves_the_answer_within_a_s
     r.servers[1]
         .apply(slice("web", "10.2.1.1", true))
         .expect("ready again");
-    let took = wait_for(Duration::from_secs(3), async || {
-        web(&r).await == all_three()
-    })
-    .await
-    .expect("region2 never came back");
+    let took = until_web(
+        &r,
+        &all_three(),
+        Duration::from_secs(3),
+        "region2 never came back",
+    )
+    .await;
     assert!(
         took <= Duration::from_secs(1),
         "region2 came back after {took:?}"
@@ -176,12 +220,13 @@ async fn a_stall_shorter_than_stale_after_changes_nothing_and_a_longer_one_drops
     // (c) an outage longer than stale_after.
     r.servers[1].set_fault(Fault::Stall);
     let outage = Instant::now();
-    let without_region2: Vec<IpAddr> = vec![ip(&vip(1, 1)), ip(&vip(3, 1))];
-    wait_for(Duration::from_secs(STALE_AFTER_SECS + 5), async || {
-        web(&r).await == without_region2
-    })
-    .await
-    .expect("a stale region2 was never dropped");
+    until_web(
+        &r,
+        &web_vips(&[1, 3]),
+        Duration::from_secs(STALE_AFTER_SECS + 5),
+        "a stale region2 was never dropped",
+    )
+    .await;
     let dropped = outage.elapsed();
     assert!(
         dropped <= Duration::from_secs(STALE_AFTER_SECS + 1),
@@ -199,11 +244,13 @@ async fn a_stall_shorter_than_stale_after_changes_nothing_and_a_longer_one_drops
     );
 
     r.servers[1].set_fault(Fault::None);
-    let took = wait_for(Duration::from_secs(5), async || {
-        web(&r).await == all_three()
-    })
-    .await
-    .expect("region2 never came back");
+    let took = until_web(
+        &r,
+        &all_three(),
+        Duration::from_secs(5),
+        "region2 never came back",
+    )
+    .await;
     assert!(
         took <= Duration::from_secs(1),
         "came back {took:?} after the apiserver recovered"
@@ -225,33 +272,33 @@ async fn an_apiserver_that_refuses_connections_is_dropped_and_returns_when_its_w
     let r = start(dir.path()).await;
     r.servers[2].pause().await;
     let outage = Instant::now();
-    let without_region3: Vec<IpAddr> = vec![ip(&vip(1, 1)), ip(&vip(2, 1))];
-    wait_for(Duration::from_secs(STALE_AFTER_SECS + 5), async || {
-        web(&r).await == without_region3
-    })
-    .await
-    .expect("region3 was never dropped");
+    until_web(
+        &r,
+        &web_vips(&[1, 2]),
+        Duration::from_secs(STALE_AFTER_SECS + 5),
+        "region3 was never dropped",
+    )
+    .await;
     assert!(
         outage.elapsed() <= Duration::from_secs(STALE_AFTER_SECS + 1),
         "{:?}",
         outage.elapsed()
     );
     // Its own zone keeps answering from the last snapshot meanwhile.
-    let own = query_udp(
-        r.crossdns.dns,
-        "web.shop.svc.cluster.region3.",
-        RecordType::A,
-    )
-    .await;
-    assert_eq!(addresses(&own), vec![ip(&vip(3, 1))]);
+    assert_eq!(
+        a_set(r.crossdns.dns, "web.shop.svc.cluster.region3.").await,
+        web_vips(&[3])
+    );
 
     r.servers[2].resume().await.expect("resume");
     // The watch reconnects after its backoff (at most 5 s), then relists.
-    let took = wait_for(Duration::from_secs(10), async || {
-        web(&r).await == all_three()
-    })
-    .await
-    .expect("region3 never came back");
+    let took = until_web(
+        &r,
+        &all_three(),
+        Duration::from_secs(10),
+        "region3 never came back",
+    )
+    .await;
     assert!(took <= Duration::from_secs(7), "came back after {took:?}");
 }
 
@@ -259,48 +306,39 @@ async fn an_apiserver_that_refuses_connections_is_dropped_and_returns_when_its_w
 async fn failover_order_is_respected_and_weighted_answers_follow_the_weights() {
     let dir = tempfile::tempdir().expect("tempdir");
     let r = start(dir.path()).await;
-    let fo = async || {
-        addresses(
-            &query_udp(
-                r.crossdns.dns,
-                "fo.shop.svc.clusterset.local.",
-                RecordType::A,
-            )
-            .await,
-        )
-    };
+    let dns = r.crossdns.dns;
     assert_eq!(
-        fo().await,
+        a_set(dns, FO).await,
         vec![ip(&vip(3, 2))],
         "region3 is first in crossdns.io/failover-order"
     );
     r.servers[2]
         .apply(slice("fo", "10.3.1.2", false))
         .expect("unready");
-    wait_for(Duration::from_secs(3), async || {
-        fo().await == vec![ip(&vip(2, 2))]
-    })
-    .await
-    .expect("failover to region2, the next in order");
+    until_a(
+        dns,
+        FO,
+        &[ip(&vip(2, 2))],
+        Duration::from_secs(3),
+        "failover to region2, the next in order",
+    )
+    .await;
     r.servers[1]
         .apply(slice("fo", "10.2.1.2", false))
         .expect("unready");
-    wait_for(Duration::from_secs(3), async || {
-        fo().await == vec![ip(&vip(1, 2))]
-    })
-    .await
-    .expect("then to region1");
+    until_a(
+        dns,
+        FO,
+        &[ip(&vip(1, 2))],
+        Duration::from_secs(3),
+        "then to region1",
+    )
+    .await;
 
     let mut counts: BTreeMap<IpAddr, u32> = BTreeMap::new();
     let n = 10_000u32;
     for _ in 0..n {
-        let m = query_udp(
-            r.crossdns.dns,
-            "wt.shop.svc.clusterset.local.",
-            RecordType::A,
-        )
-        .await;
-        let a = addresses(&m);
+        let a = a_set(dns, "wt.shop.svc.clusterset.local.").await;
         assert_eq!(a.len(), 1, "one cluster per weighted answer");
         *counts.entry(a[0]).or_insert(0) += 1;
     }
@@ -329,16 +367,8 @@ async fn an_apiserver_without_version_namespaces_or_statefulsets_still_counts_as
             ..Default::default()
         };
         let s = FakeApiServer::start_with(opts).await.expect("apiserver");
-        s.apply(service("web", &vip(n, 1), json!({}))).expect("web");
-        s.apply(slice("web", &format!("10.{n}.1.1"), true))
-            .expect("slice");
-        let kc = dir.path().join(format!("region{n}.kubeconfig"));
-        s.write_kubeconfig(&kc, &format!("region{n}"))
-            .expect("kubeconfig");
-        clusters += &format!(
-            "  - {{name: region{n}, zone: cluster.region{n}, kubeconfig: {}, context: region{n}}}\n",
-            kc.display()
-        );
+        apply_web(&s, n);
+        clusters += &cluster_entry(&s, n, dir.path());
         servers.push(s);
     }
     let rest = format!(
@@ -349,16 +379,7 @@ async fn an_apiserver_without_version_namespaces_or_statefulsets_still_counts_as
     // Well past stale_after: region1's optional watches and probe keep
     // failing with 404s, yet it is neither stale nor out of the answer.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut answer = addresses(
-        &query_udp(
-            crossdns.dns,
-            "web.shop.svc.clusterset.local.",
-            RecordType::A,
-        )
-        .await,
-    );
-    answer.sort();
-    assert_eq!(answer, vec![ip(&vip(1, 1)), ip(&vip(2, 1))]);
+    assert_eq!(a_set(crossdns.dns, WEB).await, web_vips(&[1, 2]));
     assert_eq!(
         crossdns
             .metric("crossdns_clusterset_cluster_fresh{cluster=\"region1\"}")
@@ -373,16 +394,12 @@ async fn an_apiserver_without_version_namespaces_or_statefulsets_still_counts_as
     );
     // A real outage still counts.
     servers[0].pause().await;
-    wait_for(Duration::from_secs(5), async || {
-        addresses(
-            &query_udp(
-                crossdns.dns,
-                "web.shop.svc.clusterset.local.",
-                RecordType::A,
-            )
-            .await,
-        ) == vec![ip(&vip(2, 1))]
-    })
-    .await
-    .expect("a paused region1 never left the answer");
+    until_a(
+        crossdns.dns,
+        WEB,
+        &web_vips(&[2]),
+        Duration::from_secs(5),
+        "a paused region1 never left the answer",
+    )
+    .await;
 }
