@@ -19,7 +19,7 @@ use hickory_net::xfer::DnsHandle as _;
 use hickory_proto::op::{DnsRequest, DnsRequestOptions, Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use interop_support::{
-    CertFiles, TestCa, Transport, exchange, init_tls, metric, must_metric, query, start_crossdns,
+    CertFiles, TestCa, Transport, expect_servfail, init_tls, must_metric, query, start_crossdns,
     summarize, wait_rcode,
 };
 use rustls::pki_types::pem::PemObject as _;
@@ -159,6 +159,31 @@ fn upstream_labels(upstream: &str) -> [(&str, &str); 2] {
     [("zone", ZONE), ("upstream", upstream)]
 }
 
+/// `crossdns_forward_upstream_<what>` (`up`, `requests_total`,
+/// `failures_total`) of `upstream` in `r`'s metrics; panics if absent.
+fn upstream_metric(r: &Running, what: &str, upstream: &str) -> f64 {
+    must_metric(
+        r,
+        &format!("crossdns_forward_upstream_{what}"),
+        &upstream_labels(upstream),
+    )
+}
+
+/// A's forward keys to trust the test CA and present `client`'s certificate.
+fn mtls_keys(ca: &TestCa, client: &CertFiles) -> String {
+    format!(
+        "    tls_ca: \"{}\"\n    tls_cert: \"{}\"\n    tls_key: \"{}\"\n",
+        ca.cert.display(),
+        client.cert.display(),
+        client.key.display()
+    )
+}
+
+/// A forwards `POD` and must answer SERVFAIL (B refused, or was refused).
+async fn assert_pod_servfail(a: &Running, why: &str) -> Message {
+    expect_servfail(a.dns[0], POD, A, Duration::from_secs(6), why).await
+}
+
 /// A through A equals B direct, for the pod and for an NXDOMAIN.
 async fn assert_forwarded_like_b(a: SocketAddr, b: SocketAddr) {
     for (name, rcode) in [
@@ -194,22 +219,8 @@ async fn forwarding_over_plain_udp_answers_like_the_upstream_crossdns() {
     let upstream = b.dns[0].to_string();
     let a = start_a(dir.path(), "a-udp", &upstream, "").await;
     assert_forwarded_like_b(a.dns[0], b.dns[0]).await;
-    assert_eq!(
-        must_metric(
-            &a,
-            "crossdns_forward_upstream_up",
-            &upstream_labels(&upstream)
-        ),
-        1.0
-    );
-    assert_eq!(
-        must_metric(
-            &a,
-            "crossdns_forward_upstream_failures_total",
-            &upstream_labels(&upstream)
-        ),
-        0.0
-    );
+    assert_eq!(upstream_metric(&a, "up", &upstream), 1.0);
+    assert_eq!(upstream_metric(&a, "failures_total", &upstream), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,11 +240,7 @@ async fn a_truncated_udp_answer_from_the_upstream_is_retried_over_tcp_and_served
     );
     let direct_tcp = query(b.dns[0], BIG, A, Transport::Tcp).await;
     assert_eq!(a_records(&direct_tcp).len(), BIG_ENDPOINTS);
-    let requests_before = must_metric(
-        &a,
-        "crossdns_forward_upstream_requests_total",
-        &upstream_labels(&upstream),
-    );
+    let requests_before = upstream_metric(&a, "requests_total", &upstream);
 
     // A's client over UDP: too big for it too, so TC; A fetched it whole
     // from B (UDP, truncated, then TCP).
@@ -244,11 +251,7 @@ async fn a_truncated_udp_answer_from_the_upstream_is_retried_over_tcp_and_served
         "A over UDP: {:?}",
         summarize(&via_udp)
     );
-    let requests = must_metric(
-        &a,
-        "crossdns_forward_upstream_requests_total",
-        &upstream_labels(&upstream),
-    ) - requests_before;
+    let requests = upstream_metric(&a, "requests_total", &upstream) - requests_before;
     assert_eq!(requests, 2.0, "one UDP query, then the TCP retry");
 
     // The client retries over TCP and gets all 100 addresses.
@@ -267,14 +270,7 @@ async fn a_truncated_udp_answer_from_the_upstream_is_retried_over_tcp_and_served
     let a2 = start_a(dir.path(), "a-tcp-cold", &upstream, "").await;
     let cold = query(a2.dns[0], BIG, A, Transport::Tcp).await;
     assert_eq!(a_records(&cold), expected);
-    assert_eq!(
-        must_metric(
-            &a2,
-            "crossdns_forward_upstream_failures_total",
-            &upstream_labels(&upstream)
-        ),
-        0.0
-    );
+    assert_eq!(upstream_metric(&a2, "failures_total", &upstream), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,71 +284,22 @@ async fn forwarding_over_dns_over_tls_verifies_the_server_name_against_the_ca() 
     assert_forwarded_like_b(a.dns[0], b.dns[0]).await;
 
     // Over DoT the big answer needs no retry: one request, whole answer.
-    let before = must_metric(
-        &a,
-        "crossdns_forward_upstream_requests_total",
-        &upstream_labels(&upstream),
-    );
+    let before = upstream_metric(&a, "requests_total", &upstream);
     let big = query(a.dns[0], BIG, A, Transport::Tcp).await;
     assert_eq!(a_records(&big).len(), BIG_ENDPOINTS);
-    let after = must_metric(
-        &a,
-        "crossdns_forward_upstream_requests_total",
-        &upstream_labels(&upstream),
-    );
+    let after = upstream_metric(&a, "requests_total", &upstream);
     assert_eq!(after - before, 1.0, "one DoT request for the big answer");
-    assert_eq!(
-        must_metric(
-            &a,
-            "crossdns_forward_upstream_failures_total",
-            &upstream_labels(&upstream)
-        ),
-        0.0
-    );
+    assert_eq!(upstream_metric(&a, "failures_total", &upstream), 0.0);
 
     // The same upstream under a name its certificate does not carry: refused.
     let wrong = format!("tls://{}#dns.region4", b.dot[0]);
     let a_wrong = start_a(dir.path(), "a-dot-wrong-name", &wrong, &extra).await;
-    let m = exchange(
-        a_wrong.dns[0],
-        POD,
-        A,
-        Transport::Udp,
-        Duration::from_secs(6),
-    )
-    .await
-    .expect("SERVFAIL, not silence");
-    assert_eq!(
-        m.metadata.response_code,
-        ResponseCode::ServFail,
-        "{:?}",
-        summarize(&m)
-    );
-    assert!(
-        must_metric(
-            &a_wrong,
-            "crossdns_forward_upstream_failures_total",
-            &upstream_labels(&wrong)
-        ) >= 1.0
-    );
+    assert_pod_servfail(&a_wrong, "a name the certificate does not carry").await;
+    assert!(upstream_metric(&a_wrong, "failures_total", &wrong) >= 1.0);
 
     // Without tls_ca (system roots), the test CA is not trusted: refused.
     let a_untrusted = start_a(dir.path(), "a-dot-untrusted", &upstream, "").await;
-    let m = exchange(
-        a_untrusted.dns[0],
-        POD,
-        A,
-        Transport::Udp,
-        Duration::from_secs(6),
-    )
-    .await
-    .expect("SERVFAIL, not silence");
-    assert_eq!(
-        m.metadata.response_code,
-        ResponseCode::ServFail,
-        "{:?}",
-        summarize(&m)
-    );
+    assert_pod_servfail(&a_untrusted, "the test CA is not a system root").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,81 +310,26 @@ async fn mutual_tls_accepts_the_right_client_certificate_and_refuses_a_wrong_one
     let upstream = tls_upstream(&b);
 
     // Right client certificate: answers.
-    let good = format!(
-        "    tls_ca: \"{}\"\n    tls_cert: \"{}\"\n    tls_key: \"{}\"\n",
-        pki.ca.cert.display(),
-        pki.client.cert.display(),
-        pki.client.key.display()
-    );
+    let good = mtls_keys(&pki.ca, &pki.client);
     let a = start_a(dir.path(), "a-mtls", &upstream, &good).await;
     assert_forwarded_like_b(a.dns[0], b.dns[0]).await;
-    assert_eq!(
-        must_metric(
-            &a,
-            "crossdns_forward_upstream_failures_total",
-            &upstream_labels(&upstream)
-        ),
-        0.0
-    );
+    assert_eq!(upstream_metric(&a, "failures_total", &upstream), 0.0);
 
     // A client certificate from another CA: B refuses the handshake, A
     // answers SERVFAIL and counts a failure.
-    let rogue = format!(
-        "    tls_ca: \"{}\"\n    tls_cert: \"{}\"\n    tls_key: \"{}\"\n",
-        pki.ca.cert.display(),
-        pki.rogue_client.cert.display(),
-        pki.rogue_client.key.display()
-    );
+    let rogue = mtls_keys(&pki.ca, &pki.rogue_client);
     let a_rogue = start_a(dir.path(), "a-rogue", &upstream, &rogue).await;
-    let labels = upstream_labels(&upstream);
-    let before = metric(
-        &a_rogue.metrics.encode(),
-        "crossdns_forward_upstream_failures_total",
-        &labels,
-    )
-    .expect("failures metric");
-    let m = exchange(
-        a_rogue.dns[0],
-        POD,
-        A,
-        Transport::Udp,
-        Duration::from_secs(6),
-    )
-    .await
-    .expect("SERVFAIL, not silence");
-    assert_eq!(
-        m.metadata.response_code,
-        ResponseCode::ServFail,
-        "{:?}",
-        summarize(&m)
-    );
+    let before = upstream_metric(&a_rogue, "failures_total", &upstream);
+    let m = assert_pod_servfail(&a_rogue, "a client certificate from another CA").await;
     assert!(m.answers.is_empty());
-    let after = must_metric(
-        &a_rogue,
-        "crossdns_forward_upstream_failures_total",
-        &labels,
-    );
+    let after = upstream_metric(&a_rogue, "failures_total", &upstream);
     assert!(after > before, "failures went from {before} to {after}");
 
     // No client certificate at all: refused the same way.
     let none = format!("    tls_ca: \"{}\"\n", pki.ca.cert.display());
     let a_none = start_a(dir.path(), "a-no-cert", &upstream, &none).await;
-    let m = exchange(
-        a_none.dns[0],
-        POD,
-        A,
-        Transport::Udp,
-        Duration::from_secs(6),
-    )
-    .await
-    .expect("SERVFAIL, not silence");
-    assert_eq!(
-        m.metadata.response_code,
-        ResponseCode::ServFail,
-        "{:?}",
-        summarize(&m)
-    );
-    assert!(must_metric(&a_none, "crossdns_forward_upstream_failures_total", &labels) >= 1.0);
+    assert_pod_servfail(&a_none, "no client certificate").await;
+    assert!(upstream_metric(&a_none, "failures_total", &upstream) >= 1.0);
 }
 
 /// A DoT query with hickory-net's own TLS client, trusting only `ca`.

@@ -4,8 +4,13 @@
 //! exchanges over UDP and TCP, answer summaries that ignore TTLs and flags,
 //! `/metrics` text parsing, and a small test PKI made with rcgen.
 //!
-//! Kept apart from `tests/common/` (owned by the end-to-end tests).
+//! Kept apart from `tests/common/` (owned by the end-to-end tests), but for
+//! the few helpers both need, which come from there.
 #![allow(dead_code)]
+
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{free_dns_port, init_tls};
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -23,11 +28,6 @@ use tokio::net::{TcpStream, UdpSocket};
 
 /// One DNS exchange's default time limit.
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Installs ring as rustls' process-wide provider (ignoring "already installed").
-pub fn init_tls() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
 
 // ---------------------------------------------------------------------------
 // Programs
@@ -131,18 +131,6 @@ impl Drop for Proc {
             );
         }
     }
-}
-
-/// A port on 127.0.0.1 free for both UDP and TCP a moment ago.
-pub fn free_dns_port() -> u16 {
-    for _ in 0..100 {
-        let udp = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind udp :0");
-        let port = udp.local_addr().expect("udp local addr").port();
-        if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both UDP and TCP after 100 tries");
 }
 
 pub fn loopback(port: u16) -> SocketAddr {
@@ -425,6 +413,29 @@ pub async fn exchange_message(
         Ok(r) => r,
         Err(_) => Err(format!("no answer from {server} within {timeout:?}")),
     }
+}
+
+/// One query over UDP, one attempt of at most `timeout`, that must be
+/// answered (not silence) with SERVFAIL; `why` is said on failure.
+pub async fn expect_servfail(
+    server: SocketAddr,
+    name: &str,
+    qtype: RecordType,
+    timeout: Duration,
+    why: &str,
+) -> Message {
+    let m = exchange(server, name, qtype, Transport::Udp, timeout)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("{name} {qtype} at {server}: SERVFAIL expected, not silence: {e}")
+        });
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::ServFail,
+        "{name} {qtype} at {server}: {why}: {:?}",
+        summarize(&m)
+    );
+    m
 }
 
 /// A query that must be answered: up to 3 attempts of `DNS_TIMEOUT`.
