@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, eventually, next_matching, raw_get, service};
+use common::{client, eventually, next_matching, raw_get, server_with, service};
 use fake_apiserver::{FakeApiServer, Fault, Options};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Service;
@@ -19,13 +19,28 @@ fn lines(body: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A server holding the Service default/a, and a kube Api for Services on it.
+async fn one_service() -> (FakeApiServer, Api<Service>) {
+    let server = server_with(&[("default", "a", "10.0.0.1")]).await;
+    let api = Api::all(client(&server).await);
+    (server, api)
+}
+
+/// Clears the fault and asserts that a list works again and has the one
+/// Service of `one_service`.
+async fn assert_lists_again_once_cleared(server: &FakeApiServer, api: &Api<Service>) {
+    server.set_fault(Fault::None);
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .expect("list after clearing the fault");
+    let names: Vec<String> = list.items.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(names, ["a"], "the one Service after clearing the fault");
+}
+
 #[tokio::test]
 async fn server_error_fault_answers_500_to_lists_until_cleared() {
-    let server = FakeApiServer::start().await.expect("server starts");
-    server
-        .apply(service("default", "a", "10.0.0.1"))
-        .expect("apply");
-    let api: Api<Service> = Api::all(client(&server).await);
+    let (server, api) = one_service().await;
     server.set_fault(Fault::ServerError);
     match api.list(&ListParams::default()).await {
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 500),
@@ -37,38 +52,18 @@ async fn server_error_fault_answers_500_to_lists_until_cleared() {
         serde_json::from_str::<Value>(&raw.body).expect("Status body")["kind"],
         "Status"
     );
-    server.set_fault(Fault::None);
-    assert_eq!(
-        api.list(&ListParams::default())
-            .await
-            .expect("list after clearing")
-            .items
-            .len(),
-        1
-    );
+    assert_lists_again_once_cleared(&server, &api).await;
 }
 
 #[tokio::test]
 async fn garbage_json_fault_makes_kube_list_fail_to_deserialize_until_cleared() {
-    let server = FakeApiServer::start().await.expect("server starts");
-    server
-        .apply(service("default", "a", "10.0.0.1"))
-        .expect("apply");
-    let api: Api<Service> = Api::all(client(&server).await);
+    let (server, api) = one_service().await;
     server.set_fault(Fault::GarbageJson);
     match api.list(&ListParams::default()).await {
         Err(kube::Error::SerdeError(_)) => {}
         other => panic!("expected a deserialize error, got {other:?}"),
     }
-    server.set_fault(Fault::None);
-    assert_eq!(
-        api.list(&ListParams::default())
-            .await
-            .expect("list after clearing")
-            .items
-            .len(),
-        1
-    );
+    assert_lists_again_once_cleared(&server, &api).await;
 }
 
 #[tokio::test]
@@ -94,10 +89,7 @@ async fn stall_fault_holds_requests_until_cleared() {
 
 #[tokio::test]
 async fn watcher_errors_while_paused_and_recovers_after_resume() {
-    let server = FakeApiServer::start().await.expect("server starts");
-    server
-        .apply(service("default", "before", "10.0.0.1"))
-        .expect("apply");
+    let server = server_with(&[("default", "before", "10.0.0.1")]).await;
     let api: Api<Service> = Api::all(client(&server).await);
     let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
     next_matching(&mut stream, 10, "InitDone", |r| {
@@ -211,15 +203,14 @@ async fn history_beyond_the_limit_expires_like_compaction() {
 async fn watch_replays_history_filters_by_namespace_and_selectors_and_ends_at_timeout() {
     let server = FakeApiServer::start().await.expect("server starts");
     let start = server.resource_version();
-    server
-        .apply(service("default", "a", "10.0.0.1"))
-        .expect("apply");
-    server
-        .apply(service("other", "b", "10.0.0.2"))
-        .expect("apply");
-    server
-        .apply(service("default", "c", "10.0.0.3"))
-        .expect("apply");
+    common::apply_services(
+        &server,
+        &[
+            ("default", "a", "10.0.0.1"),
+            ("other", "b", "10.0.0.2"),
+            ("default", "c", "10.0.0.3"),
+        ],
+    );
     assert!(server.delete("v1", "Service", Some("default"), "a"));
     let token = Some(server.token());
     let path = format!(
@@ -272,10 +263,7 @@ async fn watch_replays_history_filters_by_namespace_and_selectors_and_ends_at_ti
 
 #[tokio::test]
 async fn drop_watches_closes_open_streams_without_an_error_event() {
-    let server = std::sync::Arc::new(FakeApiServer::start().await.expect("server starts"));
-    server
-        .apply(service("default", "a", "10.0.0.1"))
-        .expect("apply");
+    let server = std::sync::Arc::new(server_with(&[("default", "a", "10.0.0.1")]).await);
     let s2 = std::sync::Arc::clone(&server);
     let watch =
         tokio::spawn(

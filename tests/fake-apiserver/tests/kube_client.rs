@@ -98,10 +98,12 @@ async fn continue_tokens_page_through_the_snapshot_taken_by_the_first_page() {
 
 #[tokio::test]
 async fn list_honours_field_and_label_selectors() {
-    let server = FakeApiServer::start().await.expect("server starts");
-    server.apply(service("a", "x", "10.0.0.1")).expect("apply");
-    server.apply(service("b", "x", "10.0.0.2")).expect("apply");
-    server.apply(service("b", "y", "10.0.0.3")).expect("apply");
+    let server = common::server_with(&[
+        ("a", "x", "10.0.0.1"),
+        ("b", "x", "10.0.0.2"),
+        ("b", "y", "10.0.0.3"),
+    ])
+    .await;
     let api: Api<Service> = Api::all(client(&server).await);
     let by_field = api
         .list(&ListParams::default().fields("metadata.name=x,metadata.namespace!=a"))
@@ -336,10 +338,7 @@ async fn wrong_or_missing_token_gets_401_with_an_unauthorized_status() {
 
 #[tokio::test]
 async fn get_returns_the_object_or_a_404_status() {
-    let server = FakeApiServer::start().await.expect("server starts");
-    server
-        .apply(service("default", "x", "10.0.0.9"))
-        .expect("apply");
+    let server = common::server_with(&[("default", "x", "10.0.0.9")]).await;
     let api: Api<Service> = Api::namespaced(client(&server).await, "default");
     let svc = api.get("x").await.expect("get x");
     assert_eq!(

@@ -80,6 +80,22 @@ impl Kubectl {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Starts `kubectl wait <condition> <object> -n default --timeout=20s`
+    /// and returns once it has opened its watch on `server`, so that a change
+    /// made next happens while kubectl is actually waiting.
+    async fn start_wait(&self, server: &FakeApiServer, condition: &str, object: &str) -> Child {
+        let watches = server.stats().watches_started;
+        let child = self
+            .command(&["wait", condition, object, "-n", "default", "--timeout=20s"])
+            .spawn()
+            .expect("kubectl wait starts");
+        eventually(15, "kubectl wait opens a watch", || {
+            server.stats().watches_started > watches
+        })
+        .await;
+        child
+    }
+
     async fn expect_success(&self, child: Child, what: &str) {
         let out = tokio::time::timeout(Duration::from_secs(25), child.wait_with_output())
             .await
@@ -116,16 +132,12 @@ async fn check_one(minor: u32, bin: &Path) {
         "checking fake-apiserver against kubectl 1.{minor} ({})",
         bin.display()
     );
-    let server = FakeApiServer::start().await.expect("server starts");
-    server
-        .apply(service("default", "x", "10.0.0.1"))
-        .expect("apply");
-    server
-        .apply(service("kube-system", "dns", "10.0.0.10"))
-        .expect("apply");
-    server
-        .apply(service("default", "gone", "10.0.0.2"))
-        .expect("apply");
+    let server = common::server_with(&[
+        ("default", "x", "10.0.0.1"),
+        ("kube-system", "dns", "10.0.0.10"),
+        ("default", "gone", "10.0.0.2"),
+    ])
+    .await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let kubectl = Kubectl {
         bin: bin.to_path_buf(),
@@ -206,44 +218,22 @@ async fn check_one(minor: u32, bin: &Path) {
     reader.abort();
 
     // (c) wait --for=delete, while kubectl is actually waiting.
-    let watches = server.stats().watches_started;
     let wait_delete = kubectl
-        .command(&[
-            "wait",
-            "--for=delete",
-            "service/gone",
-            "-n",
-            "default",
-            "--timeout=20s",
-        ])
-        .spawn()
-        .expect("kubectl wait starts");
-    eventually(15, "kubectl wait opens a watch", || {
-        server.stats().watches_started > watches
-    })
-    .await;
+        .start_wait(&server, "--for=delete", "service/gone")
+        .await;
     assert!(server.delete("v1", "Service", Some("default"), "gone"));
     kubectl
         .expect_success(wait_delete, "wait --for=delete")
         .await;
 
     // (c) wait --for=jsonpath, satisfied by a change made while waiting.
-    let watches = server.stats().watches_started;
     let wait_ip = kubectl
-        .command(&[
-            "wait",
+        .start_wait(
+            &server,
             "--for=jsonpath={.spec.clusterIP}=10.0.0.9",
             "service/x",
-            "-n",
-            "default",
-            "--timeout=20s",
-        ])
-        .spawn()
-        .expect("kubectl wait starts");
-    eventually(15, "kubectl wait opens a watch", || {
-        server.stats().watches_started > watches
-    })
-    .await;
+        )
+        .await;
     server
         .apply(service("default", "x", "10.0.0.9"))
         .expect("modify x");

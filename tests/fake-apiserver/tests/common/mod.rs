@@ -36,6 +36,22 @@ pub fn service(ns: &str, name: &str, cluster_ip: &str) -> Value {
     })
 }
 
+/// Applies the Services `(namespace, name, cluster IP)` to `server`.
+pub fn apply_services(server: &FakeApiServer, services: &[(&str, &str, &str)]) {
+    for (ns, name, cluster_ip) in services {
+        server
+            .apply(service(ns, name, cluster_ip))
+            .unwrap_or_else(|e| panic!("apply Service {ns}/{name}: {e:#}"));
+    }
+}
+
+/// A started server holding the Services `(namespace, name, cluster IP)`.
+pub async fn server_with(services: &[(&str, &str, &str)]) -> FakeApiServer {
+    let server = FakeApiServer::start().await.expect("server starts");
+    apply_services(&server, services);
+    server
+}
+
 /// A raw HTTP response (body de-chunked when chunked).
 #[derive(Debug)]
 pub struct Raw {
