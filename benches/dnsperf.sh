@@ -15,6 +15,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
+# shellcheck source=benches/lib.sh
+. "$HERE/lib.sh"
 ROUNDS=3
 DURATION=10
 SERVICES=10000
@@ -44,18 +46,10 @@ CCPU=${CLIENT_CPU:-1}
 HZ=$(getconf CLK_TCK)
 KNOTD=${KNOTD:-/usr/sbin/knotd}
 
-for tool in dnsperf dig taskset python3 "$KNOTD"; do
-    command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
-done
+require_tools dnsperf dig taskset python3 "$KNOTD"
 
 # ---- build
-if [ -z "${CROSSDNS_BIN:-}" ]; then
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-bench}
-    echo "building crossdns (release, $CARGO_TARGET_DIR)..." >&2
-    (cd "$ROOT" && timeout 3600 cargo build --release --quiet --bin crossdns)
-    CROSSDNS_BIN=$CARGO_TARGET_DIR/release/crossdns
-fi
-[ -x "$CROSSDNS_BIN" ] || { echo "not executable: $CROSSDNS_BIN" >&2; exit 1; }
+build_crossdns
 
 # ---- data
 mkdir -p "$WORK"

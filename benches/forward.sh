@@ -22,13 +22,15 @@
 #
 #   benches/forward.sh            # full run (about 2 minutes after the build)
 #   benches/forward.sh --quick    # 3 s runs
-#   env: CROSSDNS_BIN (skip the build), CARGO_TARGET_DIR (default /tmp/target-interop),
+#   env: CROSSDNS_BIN (skip the build), CARGO_TARGET_DIR (default /tmp/target-bench),
 #        BENCH_DIR (default /tmp/crossdns-bench/forward), DNSPERF_CLIENTS (8),
 #        DNSPERF_OUTSTANDING (100), SERVER_CPU (0), CLIENT_CPU (1), BASE_PORT (16353)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
+# shellcheck source=benches/lib.sh
+. "$HERE/lib.sh"
 DURATION=10
 LAT_DURATION=5
 case "${1:-}" in
@@ -55,17 +57,9 @@ KNOTD=${KNOTD:-$(command -v knotd || echo /usr/sbin/knotd)}
 NAMES=400000
 HC_NAMES=50000
 
-for tool in dnsperf dig taskset python3 curl "$KNOTD"; do
-    command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
-done
+require_tools dnsperf dig taskset python3 curl "$KNOTD"
 
-if [ -z "${CROSSDNS_BIN:-}" ]; then
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-interop}
-    echo "building crossdns (release, $CARGO_TARGET_DIR)..." >&2
-    (cd "$ROOT" && timeout 3600 cargo build --release --quiet --bin crossdns)
-    CROSSDNS_BIN=$CARGO_TARGET_DIR/release/crossdns
-fi
-[ -x "$CROSSDNS_BIN" ] || { echo "not executable: $CROSSDNS_BIN" >&2; exit 1; }
+build_crossdns
 
 # ---- processes: every one we start is killed on exit
 PIDS=()

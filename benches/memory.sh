@@ -12,6 +12,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
+# shellcheck source=benches/lib.sh
+. "$HERE/lib.sh"
 SERVICES=10000
 EPS=10
 while [ $# -gt 0 ]; do
@@ -29,13 +31,8 @@ APORT=${ADMIN_PORT:-15380}
 DPORT=${DNS_PORT:-15381}
 CLUSTERS=3
 
-if [ -z "${CROSSDNS_BIN:-}" ]; then
-    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-bench}
-    echo "building crossdns (release, $CARGO_TARGET_DIR)..." >&2
-    (cd "$ROOT" && timeout 3600 cargo build --release --quiet --bin crossdns)
-    CROSSDNS_BIN=$CARGO_TARGET_DIR/release/crossdns
-fi
-[ -x "$CROSSDNS_BIN" ] || { echo "not executable: $CROSSDNS_BIN" >&2; exit 1; }
+require_tools dig python3
+build_crossdns
 
 PID=""
 cleanup() {

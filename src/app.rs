@@ -107,11 +107,15 @@ impl Watched {
         std::fs::read(path).ok()
     }
 
-    /// This cluster's watch, if it serves `settings` and `spec` unchanged.
-    fn reusable_for(&self, settings: &ClusterSettings, spec: &ClusterSpec) -> bool {
-        self.settings == *settings
-            && *self.handle.spec == *spec
-            && self.kubeconfig == Self::kubeconfig_bytes(settings)
+    /// This cluster's watch, if it serves `settings`, `spec` and the
+    /// kubeconfig bytes `kubeconfig` unchanged.
+    fn reusable_for(
+        &self,
+        settings: &ClusterSettings,
+        spec: &ClusterSpec,
+        kubeconfig: &Option<Vec<u8>>,
+    ) -> bool {
+        self.settings == *settings && *self.handle.spec == *spec && self.kubeconfig == *kubeconfig
     }
 }
 
@@ -138,14 +142,15 @@ fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
         .iter()
         .zip(ClusterSpec::all(&settings))
         .map(|(c, spec)| {
-            if let Some(w) = keep.iter().find(|w| w.reusable_for(c, &spec)) {
+            let kubeconfig = Watched::kubeconfig_bytes(c);
+            if let Some(w) = keep.iter().find(|w| w.reusable_for(c, &spec, &kubeconfig)) {
                 tracing::info!(cluster = %c.name, "cluster unchanged; keeping its watch");
                 return w.clone();
             }
             let handle = Arc::new(ClusterHandle::new(spec));
             Watched {
                 settings: c.clone(),
-                kubeconfig: Watched::kubeconfig_bytes(c),
+                kubeconfig,
                 tasks: Arc::new(watch::spawn_cluster(c, Arc::clone(&handle))),
                 handle,
             }

@@ -133,8 +133,14 @@ impl ClustersetZone {
         }
     }
 
-    fn any_unsynced(&self) -> bool {
-        self.members.iter().any(|m| !m.cluster.status.synced())
+    /// The answer for a name the clusterset does not have: SERVFAIL while
+    /// some cluster has not synced (it may yet have it), else NXDOMAIN.
+    fn absent(&self) -> Found<'static> {
+        if self.members.iter().any(|m| !m.cluster.status.synced()) {
+            Found::Servfail
+        } else {
+            Found::Nxdomain
+        }
     }
 
     /// Looks up `name` (labels `0..k` relative to the clusterset zone).
@@ -149,24 +155,13 @@ impl ClustersetZone {
             return f(Found::Apex);
         }
         if name.label(k - 1) != b"svc" {
-            return f(if self.any_unsynced() {
-                Found::Servfail
-            } else {
-                Found::Nxdomain
-            });
+            return f(self.absent());
         }
         let guards: Vec<_> = self.members.iter().map(|m| m.cluster.load()).collect();
         let snaps: Vec<Option<&Snapshot>> = guards.iter().map(|g| g.as_deref()).collect();
         if snaps.iter().all(Option::is_none) {
             return f(Found::Servfail);
         }
-        let unknown = || {
-            if self.any_unsynced() {
-                Found::Servfail
-            } else {
-                Found::Nxdomain
-            }
-        };
         match k {
             1 => f(Found::Nodata),
             2 => {
@@ -174,7 +169,7 @@ impl ClustersetZone {
                 f(if snaps.iter().flatten().any(|s| s.has_namespace(ns)) {
                     Found::Nodata
                 } else {
-                    unknown()
+                    self.absent()
                 })
             }
             3 => self.service_addresses(&snaps, name.span(0, 2), want, f),
@@ -189,7 +184,7 @@ impl ClustersetZone {
                     .any(|(svc, cs)| {
                         first.starts_with(b"_") && (svc.is_proto_label(first) || !cs.srv.is_empty())
                     });
-                f(if ent { Found::Nodata } else { unknown() })
+                f(if ent { Found::Nodata } else { self.absent() })
             }
             5 if name.label(0).starts_with(b"_") => self.srv(&snaps, name, want, f),
             5 => {
@@ -209,7 +204,7 @@ impl ClustersetZone {
                     .and_then(|(svc, _)| svc.hosts.get(name.label(0)));
                 f(node.map_or(Found::Nxdomain, Found::Node))
             }
-            _ => f(unknown()),
+            _ => f(self.absent()),
         }
     }
 
@@ -260,11 +255,7 @@ impl ClustersetZone {
     ) -> R {
         let (entries, healthy) = self.entries(snaps, key);
         if entries.is_empty() {
-            return f(if self.any_unsynced() {
-                Found::Servfail
-            } else {
-                Found::Nxdomain
-            });
+            return f(self.absent());
         }
         // Annotations come from the local cluster's Service, else the first.
         let source = entries
@@ -421,11 +412,7 @@ impl ClustersetZone {
         let srv_key = name.span(0, 2);
         let (entries, healthy) = self.entries(snaps, key);
         if entries.is_empty() {
-            return f(if self.any_unsynced() {
-                Found::Servfail
-            } else {
-                Found::Nxdomain
-            });
+            return f(self.absent());
         }
         if !matches!(want, qtype::SRV | qtype::ANY) {
             let exists = entries.iter().any(|(_, cs)| cs.srv.contains_key(srv_key));

@@ -39,6 +39,18 @@ pub struct Outcome {
     pub truncated: bool,
 }
 
+impl Outcome {
+    /// A query of stub zone `zone` that the forwarder answered with `rcode`.
+    pub fn forwarded(zone: u16, qtype: u16, rcode: hickory_proto::op::ResponseCode) -> Self {
+        Self {
+            rcode: u16::from(rcode) as u8,
+            qtype,
+            zone: Some(zone),
+            truncated: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum ZoneKind {
     Cluster(Vec<Member>),
@@ -174,12 +186,11 @@ impl Engine {
             Step::Forward { zone, .. } => {
                 let q = wire::parse(packet).ok()?;
                 ResponseWriter::new(out, &q).finish(&q, rcode::SERVFAIL, false, false);
-                Some(Outcome {
-                    rcode: rcode::SERVFAIL,
-                    qtype: q.qtype,
-                    zone: Some(zone),
-                    truncated: false,
-                })
+                Some(Outcome::forwarded(
+                    zone,
+                    q.qtype,
+                    hickory_proto::op::ResponseCode::ServFail,
+                ))
             }
         }
     }

@@ -138,12 +138,7 @@ async fn conn<S: AsyncRead + AsyncWrite + Unpin>(
             } => {
                 let (reply, rcode) = shared.forwarder.resolve(forward, &msg, limit).await;
                 out = reply;
-                Outcome {
-                    rcode: u16::from(rcode) as u8,
-                    qtype,
-                    zone: Some(zone),
-                    truncated: false,
-                }
+                Outcome::forwarded(zone, qtype, rcode)
             }
         };
         let mut framed = Vec::with_capacity(out.len() + 2);

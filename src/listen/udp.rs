@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Shared;
-use hickory_proto::op::ResponseCode;
 
 use crate::answer::{Outcome, Step, Transport};
 use crate::forward::Early;
@@ -135,12 +134,7 @@ impl Worker {
                     limit,
                     qtype,
                 } => {
-                    let outcome = move |rcode: ResponseCode| Outcome {
-                        rcode: u16::from(rcode) as u8,
-                        qtype,
-                        zone: Some(zone),
-                        truncated: false,
-                    };
+                    let outcome = move |rcode| Outcome::forwarded(zone, qtype, rcode);
                     // Cache hits are answered here; only upstream work
                     // becomes a task.
                     match self
