@@ -232,7 +232,8 @@ fn bench_all(c: &mut Criterion) {
     );
     let handle = Arc::new(ClusterHandle::new(spec.clone()));
     handle.publish(snap);
-    let engine = Engine::new(&settings, &[Arc::clone(&handle)]);
+    let zones = crossdns::zones::ZoneTable::new(&settings);
+    let engine = Engine::new(&settings, &zones, &[Arc::clone(&handle)]);
     let client: IpAddr = "127.0.0.1".parse().expect("ip");
 
     // ---- respond/*: check each case once, outside the timed loop.

@@ -86,7 +86,11 @@ fn engine(policy: &str) -> Engine {
     );
     let settings = Settings::from_yaml(&yaml, std::path::Path::new("bench.yaml")).expect("config");
     let clusters: Vec<_> = (0..3).map(|i| cluster(&settings, i, policy)).collect();
-    Engine::new(&settings, &clusters)
+    Engine::new(
+        &settings,
+        &crossdns::zones::ZoneTable::new(&settings),
+        &clusters,
+    )
 }
 
 fn bench(c: &mut Criterion) {

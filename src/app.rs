@@ -18,6 +18,7 @@ use crate::index::{ClusterHandle, ClusterSpec};
 use crate::listen::{self, Shared, TlsAcceptor, UdpWorkers};
 use crate::metrics::Metrics;
 use crate::watch::{self, CancelOnDrop, ClusterTasks};
+use crate::zones::ZoneTable;
 
 /// A running crossdns. Dropping it stops everything.
 #[derive(Debug)]
@@ -157,11 +158,12 @@ fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
         })
         .collect();
     let clusters: Vec<Arc<ClusterHandle>> = watched.iter().map(|w| Arc::clone(&w.handle)).collect();
-    // answer, with forward beside it.
-    let engine = Arc::new(Engine::new(&settings, &clusters));
-    let forwarder = Arc::new(Forwarder::new(&settings.forward)?);
+    // answer, with forward beside it, over one typed zone table.
+    let zones = ZoneTable::new(&settings);
+    let engine = Arc::new(Engine::new(&settings, &zones, &clusters));
+    let forwarder = Arc::new(Forwarder::new(&settings.forward, &zones)?);
     let metrics = Metrics::new(
-        engine.zone_names(),
+        zones.iter().map(|z| z.apex.to_string()).collect(),
         clusters.clone(),
         Arc::clone(&forwarder),
         engine.clusterset_stats(),

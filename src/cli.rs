@@ -68,8 +68,9 @@ pub enum Generate {
         /// NAMESPACE/NAME, or */NAME for that name in every namespace.
         #[arg(long)]
         statefulset: String,
-        #[arg(long, default_value_t = generate::DEFAULT_JOIN_PORT)]
-        port: u16,
+        /// Append `:PORT` to every name (e.g. 26257 for CockroachDB); bare names without it.
+        #[arg(long)]
+        port: Option<u16>,
         #[arg(long, value_enum, default_value_t = ZoneStyle::PerCluster)]
         zone_style: ZoneStyle,
         /// How long each cluster may take to sync.

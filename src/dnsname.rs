@@ -166,6 +166,135 @@ impl<'a> Iterator for Labels<'a> {
     }
 }
 
+/// A name as a query carries it: lower-cased wire labels (no root label)
+/// in a fixed buffer, with each label's offset, so the grammar can look at
+/// any label without allocating. The question name of every query is one.
+#[derive(Clone)]
+pub struct QName {
+    buf: [u8; MAX_NAME_WIRE],
+    len: u8,
+    /// Offset in `buf` of each label's length byte.
+    starts: [u8; 128],
+    count: u8,
+}
+
+impl Default for QName {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QName {
+    /// The root name (no labels).
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; MAX_NAME_WIRE],
+            len: 0,
+            starts: [0; 128],
+            count: 0,
+        }
+    }
+
+    /// Appends one label, lower-cased. False (and nothing appended) when the
+    /// label is empty or longer than 63 octets, or the name would exceed 255
+    /// octets with its root label (RFC 1035 §2.3.4).
+    pub fn push_label(&mut self, label: &[u8]) -> bool {
+        let out = usize::from(self.len);
+        if label.is_empty() || label.len() > MAX_LABEL || out + 1 + label.len() + 1 > MAX_NAME_WIRE
+        {
+            return false;
+        }
+        self.starts[usize::from(self.count)] = out as u8;
+        self.count += 1;
+        self.buf[out] = label.len() as u8;
+        for (dst, src) in self.buf[out + 1..out + 1 + label.len()]
+            .iter_mut()
+            .zip(label)
+        {
+            *dst = src.to_ascii_lowercase();
+        }
+        self.len = (out + 1 + label.len()) as u8;
+        true
+    }
+
+    /// Reads an uncompressed name in wire form, ending at its root label
+    /// (as in the RDATA crossdns writes); `None` if it is not one.
+    pub fn from_wire_fqdn(wire: &[u8]) -> Option<Self> {
+        let mut name = Self::new();
+        let mut at = 0;
+        loop {
+            let len = usize::from(*wire.get(at)?);
+            if len == 0 {
+                return Some(name);
+            }
+            if len > MAX_LABEL || !name.push_label(wire.get(at + 1..at + 1 + len)?) {
+                return None;
+            }
+            at += 1 + len;
+        }
+    }
+
+    pub fn from_name(name: &WireName) -> Self {
+        let mut q = Self::new();
+        for label in Labels::new(name.as_bytes()) {
+            q.push_label(label);
+        }
+        q
+    }
+
+    pub fn wire(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    pub fn label_count(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// Byte offset of label `i` (0 = leftmost); `label_count()` and beyond
+    /// give the end.
+    pub fn offset(&self, i: usize) -> usize {
+        if i >= self.label_count() {
+            usize::from(self.len)
+        } else {
+            usize::from(self.starts[i])
+        }
+    }
+
+    /// Label `i` without its length byte; empty past the last label.
+    pub fn label(&self, i: usize) -> &[u8] {
+        if i >= self.label_count() {
+            return &[];
+        }
+        let at = self.offset(i);
+        let len = usize::from(self.buf[at]);
+        &self.buf[at + 1..at + 1 + len]
+    }
+
+    /// Labels `i..j` in wire form.
+    pub fn span(&self, i: usize, j: usize) -> &[u8] {
+        let (a, b) = (self.offset(i), self.offset(j));
+        &self.buf[a.min(b)..b]
+    }
+
+    /// The wire form from label `i` to the end (a suffix of the name).
+    pub fn suffix(&self, i: usize) -> &[u8] {
+        &self.buf[self.offset(i)..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for QName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QName(")?;
+        for i in 0..self.label_count() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            f.write_str(&String::from_utf8_lossy(self.label(i)))?;
+        }
+        f.write_str(")")
+    }
+}
+
 /// True when `label` is a valid RFC 1123 label, the form Kubernetes requires
 /// of namespace names and cluster names in crossdns's config.
 pub fn is_rfc1123_label(label: &str) -> bool {
@@ -179,24 +308,51 @@ pub fn is_rfc1123_label(label: &str) -> bool {
 }
 
 /// The label Kubernetes DNS uses for an IP address without a hostname:
-/// dots (IPv4) or colons (IPv6) replaced by dashes, as CoreDNS does.
+/// dots (IPv4) or colons (IPv6) replaced by dashes, as CoreDNS does. A host
+/// name may not begin or end with `-` (RFC 952, RFC 1123 §2.1), and glibc
+/// refuses a first label that begins with one, so an IPv6 address that
+/// starts or ends with `::` gets a `0` there (`2001:db8::` → `2001-db8--0`,
+/// `::1` → `0--1`), as CoreDNS does; the label still parses back.
 pub fn dashed_ip(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
-        IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
+        IpAddr::V6(v6) => {
+            let mut s = v6.to_string().replace(':', "-");
+            if s.ends_with('-') {
+                s.push('0');
+            }
+            if s.starts_with('-') {
+                s.insert(0, '0');
+            }
+            s
+        }
     }
 }
 
-/// Parses a dashed-IP label (`10-0-0-1`, `fd00--1`) back into an address.
+/// Parses a dashed-IP label (`10-0-0-1`, `fd00--1`) back into an address,
+/// without allocating (pod names are on the query path).
 pub fn parse_dashed_ip(label: &[u8]) -> Option<IpAddr> {
-    let s = std::str::from_utf8(label).ok()?;
-    if let Ok(v4) = s.replace('-', ".").parse::<std::net::Ipv4Addr>() {
-        return Some(IpAddr::V4(v4));
+    if label.len() > MAX_LABEL {
+        return None;
     }
-    s.replace('-', ":")
-        .parse::<std::net::Ipv6Addr>()
-        .ok()
-        .map(IpAddr::V6)
+    let mut buf = [0u8; MAX_LABEL];
+    let text = &mut buf[..label.len()];
+    for sep in [b'.', b':'] {
+        for (dst, src) in text.iter_mut().zip(label) {
+            *dst = if *src == b'-' { sep } else { *src };
+        }
+        let Ok(s) = std::str::from_utf8(text) else {
+            return None;
+        };
+        let ip = match sep {
+            b'.' => s.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4),
+            _ => s.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6),
+        };
+        if ip.is_some() {
+            return ip;
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -222,8 +378,42 @@ mod tests {
     }
 
     #[test]
+    fn dashed_ipv6_labels_never_begin_or_end_with_a_hyphen() {
+        for (ip, label) in [
+            ("2001:db8::", "2001-db8--0"),
+            ("::1", "0--1"),
+            ("::", "0--0"),
+            ("fd00::1", "fd00--1"),
+            ("10.1.2.3", "10-1-2-3"),
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert_eq!(dashed_ip(ip), label);
+            assert!(WireName::from_labels([label]).is_ok());
+            assert_eq!(parse_dashed_ip(label.as_bytes()), Some(ip));
+        }
+    }
+
+    #[test]
+    fn qname_reads_a_wire_name_and_refuses_overlong_ones() {
+        let q = QName::from_wire_fqdn(b"\x03Web\x04shop\x00").expect("name");
+        assert_eq!(q.wire(), b"\x03web\x04shop");
+        assert_eq!(
+            (q.label_count(), q.label(1), q.label(2)),
+            (2, &b"shop"[..], &b""[..])
+        );
+        assert!(QName::from_wire_fqdn(b"\x03web").is_none(), "no root label");
+        let mut long = Vec::new();
+        for _ in 0..4 {
+            long.push(63);
+            long.extend_from_slice(&[b'a'; 63]);
+        }
+        long.push(0);
+        assert!(QName::from_wire_fqdn(&long).is_none(), "256 octets");
+    }
+
+    #[test]
     fn dashed_ip_round_trips_for_both_families() {
-        for ip in ["10.1.2.3", "fd00::1", "2001:db8::a:1"] {
+        for ip in ["10.1.2.3", "fd00::1", "2001:db8::a:1", "::1", "2001:db8::"] {
             let ip: IpAddr = ip.parse().expect("ip");
             assert_eq!(parse_dashed_ip(dashed_ip(ip).as_bytes()), Some(ip));
         }

@@ -226,7 +226,20 @@ const TABLE: &[(&str, RecordType, ResponseCode, &[&str])] = &[
         NXDomain,
         &[],
     ),
-    ("region2.db.default.svc.clusterset.local.", A, NXDomain, &[]),
+    // `<cluster>.<svc>...` holds no records (KEP-1645 §2.4.4) but exists
+    // above that cluster's pods (RFC 8020), so NODATA; with no pods below
+    // it (a ClusterIP Service, an unknown cluster) it does not exist.
+    ("region2.db.default.svc.clusterset.local.", A, NoError, &[]),
+    ("region2.web.shop.svc.clusterset.local.", A, NXDomain, &[]),
+    ("region4.db.default.svc.clusterset.local.", A, NXDomain, &[]),
+    // The MCS DNS schema version (KEP-1645 specification §2.2).
+    (
+        "dns-version.clusterset.local.",
+        RecordType::TXT,
+        NoError,
+        &["1.0.0"],
+    ),
+    ("pod.clusterset.local.", A, NXDomain, &[]),
     ("_tcp.db.default.svc.clusterset.local.", SRV, NoError, &[]),
     // headless, local-first: region1's pods.
     (

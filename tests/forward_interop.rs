@@ -135,6 +135,9 @@ const REMOTE_TABLE: &[Row] = &[
         3,
     ),
     row("nosuch.shop.svc.clusterset.local.", A, NXDOMAIN, 0),
+    // An ExternalName into a served zone: the CNAME and the target's
+    // address, which forwarders (dnsmasq) pass through as they are.
+    row("crdb.shop.svc.cluster.region2.", A, NOERROR, 2),
 ];
 
 /// ExternalName: a CNAME out of the cluster zones. A forwarder (dnsmasq)
@@ -160,6 +163,9 @@ const STUB_TABLE: &[Row] = &[
     ),
     row("web.shop.svc.cluster.region1.", A, NOERROR, 1),
     row("nosuch.shop.svc.cluster.region1.", A, NXDOMAIN, 0),
+    // Minimised, unbound asks `pod.cluster.region1` and
+    // `default.pod.cluster.region1` first: both must exist (RFC 8020).
+    row("10-1-0-10.default.pod.cluster.region1.", A, NOERROR, 1),
 ];
 
 /// Asks crossdns directly and through `via` for every row; both must agree

@@ -197,10 +197,23 @@ fn bad_address_is_an_error() {
 }
 
 #[test]
-fn join_lists_every_replica_per_cluster() {
+fn join_lists_every_replica_per_cluster_as_bare_names_or_with_a_port() {
     let c = config("config.yaml");
-    let out = generate(&for_statefulset("join", &c, "default/cockroachdb", &[]));
-    check_golden("join.txt", &out);
+    let bare = generate(&for_statefulset("join", &c, "default/cockroachdb", &[]));
+    check_golden("join.txt", &bare);
+    assert!(!bare.contains(':'), "no port without --port: {bare}");
+    let with_port = generate(&for_statefulset(
+        "join",
+        &c,
+        "default/cockroachdb",
+        &["--port", "26257"],
+    ));
+    let want: Vec<String> = bare
+        .trim_end()
+        .split(',')
+        .map(|n| format!("{n}:26257"))
+        .collect();
+    assert_eq!(with_port, format!("{}\n", want.join(",")));
 }
 
 #[test]
@@ -284,7 +297,12 @@ fn shared_zone_join_and_sans_span_the_namespaces() {
     let out = generate(&for_statefulset("sans", &c, "*/cockroachdb", &[]));
     check_golden("shared-sans.txt", &out);
     // One namespace names one cluster's copy only.
-    let out = generate(&for_statefulset("join", &c, "us-west1/cockroachdb", &[]));
+    let out = generate(&for_statefulset(
+        "join",
+        &c,
+        "us-west1/cockroachdb",
+        &["--port", "26257"],
+    ));
     assert_eq!(out.trim_end().split(',').count(), 3, "{out}");
     assert!(
         out.contains("cockroachdb-0.cockroachdb.us-west1.svc.cluster.local:26257"),
@@ -315,7 +333,8 @@ fn join_follows_a_scaled_statefulset() {
             .count()
     };
 
-    let before = generate(&for_statefulset("join", &cfg, "default/cockroachdb", &[]));
+    let port = ["--port", "26257"];
+    let before = generate(&for_statefulset("join", &cfg, "default/cockroachdb", &port));
     assert_eq!(per_cluster(&before, ".cluster.region1:"), 3);
     assert_eq!(per_cluster(&before, ".cluster.region2:"), 3);
 
@@ -327,7 +346,7 @@ fn join_follows_a_scaled_statefulset() {
         assert!(text.contains("replicas: 3"));
         std::fs::write(&file, text.replace("replicas: 3", "replicas: 5")).expect("write");
     }
-    let after = generate(&for_statefulset("join", &cfg, "default/cockroachdb", &[]));
+    let after = generate(&for_statefulset("join", &cfg, "default/cockroachdb", &port));
     assert_eq!(per_cluster(&after, ".cluster.region1:"), 5, "{after}");
     assert_eq!(per_cluster(&after, ".cluster.region2:"), 5, "{after}");
     assert!(

@@ -1,26 +1,33 @@
-//! The answer engine: turns (snapshot, query bytes) into response bytes.
+//! The answer engine: turns (snapshots, query bytes) into response bytes.
 //! Routes a question to the longest matching zone (REFUSED outside them),
-//! applies the name grammar (`lookup`), and writes the response (`wire`).
-//! Reads snapshots only; never sees Kubernetes types; does no I/O.
+//! has the grammar parse it into a typed name, looks that name up in the
+//! zone's data (`cluster`, `reverse`, `clusterset`), and writes the reply
+//! (`reply`), following CNAMEs into zones it serves. Reads snapshots only;
+//! never sees Kubernetes types; does no I/O.
 
+mod cluster;
 pub mod clusterset;
-pub mod lookup;
-pub mod wire;
+mod reply;
+mod reverse;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hashbrown::HashMap;
-use hickory_proto::rr::RData;
-use hickory_proto::rr::rdata::{NS, SOA, TXT};
 
 use crate::config::{AllowList, Settings};
-use crate::dnsname::WireName;
-use crate::index::{ClusterHandle, Node, Rrset, push_rr_tail};
+use crate::dnsname::{QName, WireName};
+use crate::grammar;
+use crate::index::{ClusterHandle, Node, SnapshotGuard};
+use crate::wire::{self, Query, Reject, ResponseWriter, qtype, rcode};
+use crate::zones::{Role, ZoneId, ZoneTable};
+use cluster::ClusterZone;
 use clusterset::{ClustersetStats, ClustersetZone};
-use lookup::{Family, Found, Member};
-use wire::{Chunk, Query, Reject, ResponseWriter, qtype, rcode};
+pub use reply::Merged;
+use reply::{Emitted, Owner, ZoneRecords};
 
 /// How the query arrived: decides the response size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,14 +41,14 @@ pub enum Transport {
 pub struct Outcome {
     pub rcode: u8,
     pub qtype: u16,
-    /// Index into `Engine::zone_names()`, if the name was in a zone.
-    pub zone: Option<u16>,
+    /// The zone the name fell in, if any.
+    pub zone: Option<ZoneId>,
     pub truncated: bool,
 }
 
 impl Outcome {
     /// A query of stub zone `zone` that the forwarder answered with `rcode`.
-    pub fn forwarded(zone: u16, qtype: u16, rcode: hickory_proto::op::ResponseCode) -> Self {
+    pub fn forwarded(zone: ZoneId, qtype: u16, rcode: hickory_proto::op::ResponseCode) -> Self {
         Self {
             rcode: u16::from(rcode) as u8,
             qtype,
@@ -49,15 +56,6 @@ impl Outcome {
             truncated: false,
         }
     }
-}
-
-#[derive(Debug)]
-enum ZoneKind {
-    Cluster(Vec<Member>),
-    Reverse(Family),
-    /// A stub zone: handed to the forwarder (index into `Settings::forward`).
-    Forward(usize),
-    Clusterset(ClustersetZone),
 }
 
 /// What a listener does with a packet.
@@ -68,106 +66,113 @@ pub enum Step {
     /// No reply: not a query, or too short to carry an ID.
     Drop,
     /// A valid query for a forward zone: resolve it with
-    /// `Forwarder::resolve(forward, packet, limit)`.
+    /// `Forwarder::resolve(zone, packet, limit)`.
     Forward {
-        zone: u16,
-        forward: usize,
+        zone: ZoneId,
         limit: usize,
         qtype: u16,
     },
 }
 
+/// What a name holds, as the reply writer needs it.
+#[derive(Debug)]
+pub enum Found<'s> {
+    /// The zone apex: SOA and NS.
+    Apex,
+    /// `dns-version.<zone>`: the zone's schema version TXT.
+    DnsVersion,
+    /// `ns.dns.<zone>`: the `dns.advertise` addresses.
+    NsAddresses,
+    /// Pre-encoded records at the name.
+    Node(&'s Node),
+    /// An address synthesized from the name (pod records).
+    Address(IpAddr),
+    /// Reverse names for an address.
+    Ptr(Arc<[WireName]>),
+    /// Records assembled at query time (the clusterset's merged answers).
+    Merged(Merged),
+    /// The name exists with no records (an empty non-terminal).
+    Nodata,
+    Nxdomain,
+    /// Data for the name is not available yet (a cluster never synced).
+    Servfail,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Cluster(ClusterZone),
+    Reverse(crate::zones::Family),
+    Clusterset(ClustersetZone),
+    /// A stub zone: handed to the forwarder.
+    Forward,
+}
+
 #[derive(Debug)]
 struct Zone {
-    apex: WireName,
-    kind: ZoneKind,
-    /// SOA record from TYPE on (owner written per response).
-    soa_tail: Vec<u8>,
-    ns_tail: Vec<u8>,
+    id: ZoneId,
+    kind: Kind,
+    records: ZoneRecords,
 }
+
+/// The most CNAMEs one answer follows (RFC 1034 §4.3.2 leaves the bound
+/// to the server; BIND stops at 16): an ExternalName chain longer than
+/// this, or one that loops, is answered with the CNAMEs so far.
+const MAX_CNAMES: usize = 8;
 
 /// The DNS answer engine. Cheap to share: listeners hold an `Arc<Engine>`.
 #[derive(Debug)]
 pub struct Engine {
+    /// Indexed by `ZoneId::index()`.
     zones: Vec<Zone>,
-    by_apex: HashMap<Box<[u8]>, usize>,
+    by_apex: HashMap<Box<[u8]>, ZoneId>,
+    /// Every cluster, for reverse lookups.
     clusters: Vec<Arc<ClusterHandle>>,
     allow: AllowList,
-    dns_version_tail: Vec<u8>,
 }
 
 impl Engine {
-    /// Builds the zone table from the config and the clusters' handles
+    /// Builds the engine over `table`'s zones and the clusters' handles
     /// (`clusters[i]` belongs to `settings.clusters[i]`).
-    pub fn new(settings: &Settings, clusters: &[Arc<ClusterHandle>]) -> Self {
+    pub fn new(settings: &Settings, table: &ZoneTable, clusters: &[Arc<ClusterHandle>]) -> Self {
         let ttl = settings.dns.ttl;
         let serial = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_secs() as u32);
-        let mut zones: Vec<Zone> = Vec::new();
-        let mut by_apex: HashMap<Box<[u8]>, usize> = HashMap::new();
-        for (cfg, handle) in settings.clusters.iter().zip(clusters) {
-            let member = Member {
-                namespaces: cfg.namespaces.iter().map(|n| n.as_bytes().into()).collect(),
-                cluster: Arc::clone(handle),
+        let mut zones = Vec::with_capacity(table.len());
+        let mut by_apex = HashMap::new();
+        for z in table.iter() {
+            let (kind, version) = match z.role {
+                Role::Cluster => (
+                    Kind::Cluster(ClusterZone::new(&z.apex, settings, clusters)),
+                    Some(grammar::CLUSTER_SCHEMA_VERSION),
+                ),
+                Role::Reverse(family) => (Kind::Reverse(family), None),
+                Role::Clusterset => {
+                    let Some(cs) = &settings.clusterset else {
+                        continue;
+                    };
+                    let zone = ClustersetZone::new(cs, clusters);
+                    (
+                        Kind::Clusterset(zone),
+                        Some(grammar::CLUSTERSET_SCHEMA_VERSION),
+                    )
+                }
+                Role::Forward => (Kind::Forward, None),
             };
-            match by_apex.get(cfg.zone.as_bytes()) {
-                Some(&i) => {
-                    if let ZoneKind::Cluster(members) = &mut zones[i].kind {
-                        members.push(member);
-                    }
-                }
-                None => {
-                    by_apex.insert(cfg.zone.as_bytes().into(), zones.len());
-                    zones.push(Zone::new(
-                        cfg.zone.clone(),
-                        ZoneKind::Cluster(vec![member]),
-                        ttl,
-                        serial,
-                    ));
-                }
-            }
+            by_apex.insert(z.apex.as_bytes().into(), z.id);
+            let records = ZoneRecords::new(&z.apex, ttl, serial, version, &settings.dns.advertise);
+            zones.push(Zone {
+                id: z.id,
+                kind,
+                records,
+            });
         }
-        for (apex, family) in [("in-addr.arpa", Family::V4), ("ip6.arpa", Family::V6)] {
-            if let Ok(apex) = WireName::parse(apex)
-                && !by_apex.contains_key(apex.as_bytes())
-            {
-                by_apex.insert(apex.as_bytes().into(), zones.len());
-                zones.push(Zone::new(apex, ZoneKind::Reverse(family), ttl, serial));
-            }
-        }
-        if let Some(cs) = &settings.clusterset {
-            by_apex.insert(cs.zone.as_bytes().into(), zones.len());
-            let kind = ZoneKind::Clusterset(ClustersetZone::new(cs, clusters));
-            zones.push(Zone::new(cs.zone.clone(), kind, ttl, serial));
-        }
-        for (i, fw) in settings.forward.iter().enumerate() {
-            by_apex.insert(fw.zone.as_bytes().into(), zones.len());
-            zones.push(Zone::new(
-                fw.zone.clone(),
-                ZoneKind::Forward(i),
-                ttl,
-                serial,
-            ));
-        }
-        let mut dns_version_tail = Vec::new();
-        push_rr_tail(
-            &mut dns_version_tail,
-            &RData::TXT(TXT::new(vec!["1.1.0".to_owned()])),
-            ttl,
-        );
         Self {
             zones,
             by_apex,
             clusters: clusters.to_vec(),
             allow: settings.allow.clone(),
-            dns_version_tail,
         }
-    }
-
-    /// Zone names in metric-label order.
-    pub fn zone_names(&self) -> Vec<String> {
-        self.zones.iter().map(|z| z.apex.to_string()).collect()
     }
 
     /// Answers one DNS message without forwarding: `None` when the packet
@@ -240,266 +245,133 @@ impl Engine {
         {
             return refuse(out, rcode::REFUSED);
         }
-        let Some((zi, at)) = self.find_zone(&q) else {
+        let Some((zone, at)) = self.find_zone(&q.name) else {
             return refuse(out, rcode::REFUSED);
         };
-        let zone = &self.zones[zi];
-        if let ZoneKind::Forward(forward) = zone.kind {
+        if let Kind::Forward = zone.kind {
             return Step::Forward {
-                zone: zi as u16,
-                forward,
+                zone: zone.id,
                 limit,
                 qtype: q.qtype,
             };
         }
-        let emit = |found: Found<'_>| self.emit(&q, zone, at, found, limit, out);
-        let (rcode, truncated) = match &zone.kind {
-            ZoneKind::Cluster(members) => lookup::cluster_zone(members, &q.name, at, emit),
-            ZoneKind::Reverse(family) => {
-                lookup::reverse_zone(&self.clusters, *family, &q.name, at, emit)
-            }
-            ZoneKind::Clusterset(cs) => cs.lookup(&q.name, at, q.qtype, emit),
-            ZoneKind::Forward(_) => return Step::Drop, // handed off above
-        };
+        let (rcode, truncated) = self.answer(&q, zone, at, limit, out);
         Step::Reply(Outcome {
             rcode,
             qtype: q.qtype,
-            zone: Some(zi as u16),
+            zone: Some(zone.id),
             truncated,
         })
     }
 
-    /// The longest zone that is a suffix of the name, and the index of the
-    /// first label of the zone (= number of labels relative to it).
-    fn find_zone(&self, q: &Query<'_>) -> Option<(usize, usize)> {
-        (0..q.name.label_count()).find_map(|i| self.by_apex.get(q.name.suffix(i)).map(|&z| (z, i)))
+    /// The longest served zone that is a suffix of `name`, and the number of
+    /// labels of `name` below its apex.
+    fn find_zone(&self, name: &QName) -> Option<(&Zone, usize)> {
+        (0..name.label_count()).find_map(|i| {
+            self.by_apex
+                .get(name.suffix(i))
+                .map(|id| (&self.zones[id.index()], i))
+        })
     }
 
-    /// Writes the response for `found`; returns (rcode, truncated).
-    fn emit(
+    /// What `name` (labels `0..at` below `zone`'s apex) holds. The result
+    /// may borrow the snapshot `guard` is made to hold.
+    fn lookup<'g>(
+        &'g self,
+        zone: &'g Zone,
+        name: &QName,
+        at: usize,
+        want: u16,
+        guard: &'g mut Option<SnapshotGuard>,
+    ) -> Found<'g> {
+        match &zone.kind {
+            Kind::Cluster(c) => c.lookup(grammar::parse_cluster(name, at), guard),
+            Kind::Reverse(family) => {
+                reverse::lookup(&self.clusters, grammar::parse_reverse(*family, name, at))
+            }
+            Kind::Clusterset(cs) => cs.lookup(grammar::parse_clusterset(name, at), want),
+            Kind::Forward => Found::Servfail,
+        }
+    }
+
+    /// Writes the whole reply to `q`, whose name lies `at` labels below
+    /// `zone`'s apex; returns (rcode, truncated).
+    fn answer(
         &self,
         q: &Query<'_>,
         zone: &Zone,
-        zone_at: usize,
-        found: Found<'_>,
+        at: usize,
         limit: usize,
         out: &mut Vec<u8>,
     ) -> (u8, bool) {
         let mut w = ResponseWriter::new(out, q);
-        let want = q.qtype;
-        let any = want == qtype::ANY;
-        let mut sets: [Option<&Rrset>; 4] = [None; 4];
-        match found {
-            Found::Servfail => {
-                w.finish(q, rcode::SERVFAIL, false, false);
-                return (rcode::SERVFAIL, false);
+        let owner = Owner::question(&q.name, at);
+        let emitted = {
+            let mut guard = None;
+            let found = self.lookup(zone, &q.name, at, q.qtype, &mut guard);
+            reply::emit(&mut w, q, &zone.records, owner, found, limit)
+        };
+        let emitted = match emitted {
+            Emitted::Cname { target_at } if !matches!(q.qtype, qtype::CNAME | qtype::ANY) => {
+                self.chase(&mut w, q, target_at, limit)
             }
-            Found::Nxdomain => return negative(w, q, zone, zone_at, rcode::NXDOMAIN),
-            Found::Nodata => return negative(w, q, zone, zone_at, rcode::NOERROR),
-            Found::Apex => {
-                let mut n = 0;
-                for (t, tail) in [(qtype::SOA, &zone.soa_tail), (qtype::NS, &zone.ns_tail)] {
-                    if any || want == t {
-                        w.buf().extend_from_slice(&crate::index::QNAME_POINTER);
-                        w.buf().extend_from_slice(tail);
-                        n += 1;
-                    }
-                }
-                if n == 0 {
-                    return negative(w, q, zone, zone_at, rcode::NOERROR);
-                }
-                w.count(0, n);
+            Emitted::Cname { .. } => Emitted::Done(rcode::NOERROR),
+            other => other,
+        };
+        reply::finish(w, q, emitted)
+    }
+
+    /// Follows a CNAME whose target name starts at byte `target_at` of the
+    /// reply into the zones crossdns serves, adding the target's records
+    /// (RFC 1034 §4.3.2 step 3a): the resolvers in front of crossdns pass
+    /// answers through without chasing them. Stops at targets outside every
+    /// served zone (and in forward zones), at `MAX_CNAMES`, and at a name
+    /// already answered (a loop).
+    fn chase(
+        &self,
+        w: &mut ResponseWriter<'_>,
+        q: &Query<'_>,
+        mut target_at: usize,
+        limit: usize,
+    ) -> Emitted {
+        let mut seen: Vec<QName> = vec![q.name.clone()];
+        for _ in 0..MAX_CNAMES {
+            let Some(target) = w.bytes().get(target_at..).and_then(QName::from_wire_fqdn) else {
+                break;
+            };
+            if seen.iter().any(|n| n.wire() == target.wire()) {
+                break;
             }
-            Found::DnsVersion => {
-                if !(any || want == qtype::TXT) {
-                    return negative(w, q, zone, zone_at, rcode::NOERROR);
-                }
-                w.buf().extend_from_slice(&crate::index::QNAME_POINTER);
-                w.buf().extend_from_slice(&self.dns_version_tail);
-                w.count(0, 1);
+            let Some((zone, at)) = self.find_zone(&target) else {
+                break;
+            };
+            if matches!(zone.kind, Kind::Forward) {
+                break;
             }
-            Found::Address(ip) => {
-                let (t, bytes): (u16, Vec<u8>) = match ip {
-                    IpAddr::V4(v4) => (qtype::A, v4.octets().to_vec()),
-                    IpAddr::V6(v6) => (qtype::AAAA, v6.octets().to_vec()),
-                };
-                if !(any || want == t) {
-                    return negative(w, q, zone, zone_at, rcode::NOERROR);
+            let Some(owner) = Owner::at(target_at, &target, at) else {
+                break;
+            };
+            let emitted = {
+                let mut guard = None;
+                let found = self.lookup(zone, &target, at, q.qtype, &mut guard);
+                reply::emit(w, q, &zone.records, owner, found, limit)
+            };
+            match emitted {
+                Emitted::Cname { target_at: next } => {
+                    seen.push(target);
+                    target_at = next;
                 }
-                write_rr(w.buf(), t, zone_ttl(zone), &bytes);
-                w.count(0, 1);
-            }
-            Found::Ptr(names) => {
-                if !(any || want == qtype::PTR) {
-                    return negative(w, q, zone, zone_at, rcode::NOERROR);
-                }
-                let ttl = zone_ttl(zone);
-                let mut n = 0;
-                for name in names {
-                    if w.len() + name.as_bytes().len() + 13 + wire::opt_len(q) > limit {
-                        return truncated(w, q);
-                    }
-                    write_rr(w.buf(), qtype::PTR, ttl, &name.to_wire_fqdn());
-                    n += 1;
-                }
-                w.count(0, n);
-            }
-            Found::Merged(m) => {
-                if w.len() + m.answer.len() + wire::opt_len(q) > limit {
-                    return truncated(w, q);
-                }
-                w.push(
-                    0,
-                    Chunk {
-                        count: m.count,
-                        bytes: &m.answer,
-                    },
-                );
-                if w.len() + m.extra.len() + wire::opt_len(q) <= limit {
-                    w.push(
-                        2,
-                        Chunk {
-                            count: m.extra_count,
-                            bytes: &m.extra,
-                        },
-                    );
-                }
-            }
-            Found::Node(node) => {
-                select(node, want, &mut sets);
-                if sets[0].is_none() {
-                    return negative(w, q, zone, zone_at, rcode::NOERROR);
-                }
-                let sets = sets.iter().flatten();
-                let answer_len: usize = sets.clone().map(|s| s.answer().len()).sum();
-                if w.len() + answer_len + wire::opt_len(q) > limit {
-                    return truncated(w, q);
-                }
-                for s in sets.clone() {
-                    w.push(
-                        0,
-                        Chunk {
-                            count: s.count,
-                            bytes: s.answer(),
-                        },
-                    );
-                }
-                // RFC 2181 §9: additional data that does not fit is left out
-                // without setting TC.
-                let extra_len: usize = sets.clone().map(|s| s.extra().len()).sum();
-                if w.len() + extra_len + wire::opt_len(q) <= limit {
-                    for s in sets {
-                        w.push(
-                            2,
-                            Chunk {
-                                count: s.extra_count,
-                                bytes: s.extra(),
-                            },
-                        );
-                    }
-                }
+                other => return other,
             }
         }
-        w.finish(q, rcode::NOERROR, true, false);
-        (rcode::NOERROR, false)
+        Emitted::Done(rcode::NOERROR)
     }
 
     /// The clusterset's counters, if the config has a clusterset.
     pub fn clusterset_stats(&self) -> Option<Arc<ClustersetStats>> {
         self.zones.iter().find_map(|z| match &z.kind {
-            ZoneKind::Clusterset(cs) => Some(Arc::clone(&cs.stats)),
+            Kind::Clusterset(cs) => Some(Arc::clone(&cs.stats)),
             _ => None,
         })
     }
 }
-
-/// Which RRsets at a node answer `want` (RFC 1034 §3.6.2: a CNAME answers
-/// every type).
-fn select<'n>(node: &'n Node, want: u16, out: &mut [Option<&'n Rrset>; 4]) {
-    if let Some(cname) = node.get(qtype::CNAME) {
-        out[0] = Some(cname);
-        return;
-    }
-    if want == qtype::ANY {
-        for (slot, set) in out.iter_mut().zip(node.all()) {
-            *slot = Some(set);
-        }
-    } else {
-        out[0] = node.get(want);
-    }
-}
-
-fn truncated(mut w: ResponseWriter<'_>, q: &Query<'_>) -> (u8, bool) {
-    w.clear_sections(q.question.len());
-    w.finish(q, rcode::NOERROR, true, true);
-    (rcode::NOERROR, true)
-}
-
-/// NXDOMAIN or NODATA, with the zone's SOA in the authority section
-/// (RFC 2308 §2); its owner is a pointer to the zone's labels in the question.
-fn negative(
-    mut w: ResponseWriter<'_>,
-    q: &Query<'_>,
-    zone: &Zone,
-    zone_at: usize,
-    rcode: u8,
-) -> (u8, bool) {
-    let ptr = 0xC000 | (wire::HEADER_LEN + q.name.offset(zone_at)) as u16;
-    w.buf().extend_from_slice(&ptr.to_be_bytes());
-    w.buf().extend_from_slice(&zone.soa_tail);
-    w.count(1, 1);
-    w.finish(q, rcode, true, false);
-    (rcode, false)
-}
-
-fn write_rr(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {
-    out.extend_from_slice(&crate::index::QNAME_POINTER);
-    out.extend_from_slice(&rtype.to_be_bytes());
-    out.extend_from_slice(&wire::CLASS_IN.to_be_bytes());
-    out.extend_from_slice(&ttl.to_be_bytes());
-    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    out.extend_from_slice(rdata);
-}
-
-/// The zone's TTL, read back from its SOA MINIMUM (the last 4 bytes).
-fn zone_ttl(zone: &Zone) -> u32 {
-    let t = &zone.soa_tail;
-    t.len().checked_sub(4).map_or(0, |at| {
-        u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]])
-    })
-}
-
-impl Zone {
-    fn new(apex: WireName, kind: ZoneKind, ttl: u32, serial: u32) -> Self {
-        let mname = WireName::parse("ns.dns")
-            .and_then(|n| n.join(&apex))
-            .unwrap_or_else(|_| apex.clone());
-        let rname = WireName::parse("hostmaster")
-            .and_then(|n| n.join(&apex))
-            .unwrap_or_else(|_| apex.clone());
-        // RFC 2308 §5: negative answers are cached for min(SOA TTL, MINIMUM);
-        // both are the configured TTL so NXDOMAINs expire like answers do.
-        let soa = SOA::new(
-            mname.to_hickory(),
-            rname.to_hickory(),
-            serial,
-            7200,
-            1800,
-            86400,
-            ttl,
-        );
-        let mut soa_tail = Vec::new();
-        push_rr_tail(&mut soa_tail, &RData::SOA(soa), ttl);
-        let mut ns_tail = Vec::new();
-        push_rr_tail(&mut ns_tail, &RData::NS(NS(mname.to_hickory())), ttl);
-        Self {
-            apex,
-            kind,
-            soa_tail,
-            ns_tail,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests;

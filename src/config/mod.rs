@@ -51,6 +51,8 @@ pub struct Settings {
 pub struct DnsSettings {
     pub listen: Vec<SocketAddr>,
     pub ttl: u32,
+    /// What `ns.dns.<zone>` answers; empty: NODATA.
+    pub advertise: Vec<IpAddr>,
     pub tls: Option<TlsSettings>,
 }
 

@@ -25,6 +25,9 @@ pub struct RawDns {
     pub listen: Vec<String>,
     #[serde(default = "default_ttl")]
     pub ttl: u32,
+    /// The addresses `ns.dns.<zone>` answers (the apex NS target).
+    #[serde(default)]
+    pub advertise: Vec<String>,
     #[serde(default)]
     pub tls_listen: Vec<String>,
     pub tls_cert: Option<PathBuf>,
@@ -37,6 +40,7 @@ impl Default for RawDns {
         Self {
             listen: default_listen(),
             ttl: default_ttl(),
+            advertise: Vec::new(),
             tls_listen: Vec::new(),
             tls_cert: None,
             tls_key: None,

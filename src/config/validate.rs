@@ -70,6 +70,21 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Settings, ConfigEr
         ));
     }
     let tls = tls_settings(&cx, &raw)?;
+    let advertise = raw
+        .dns
+        .advertise
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.parse::<IpAddr>().map_err(|_| {
+                cx.err(
+                    format!("dns.advertise[{i}]"),
+                    s,
+                    "is not an IP address (10.0.0.53, fd00::53)",
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     let allow = match &raw.allow {
         None => AllowList::private_default(),
@@ -124,6 +139,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Settings, ConfigEr
         dns: DnsSettings {
             listen,
             ttl: raw.dns.ttl,
+            advertise,
             tls,
         },
         allow,

@@ -16,6 +16,7 @@ use hickory_proto::rr::{Name, Record, RecordType};
 
 use crate::config::{ForwardPolicy, ForwardSettings};
 use crate::dnsname::WireName;
+use crate::zones::{ZoneId, ZoneTable};
 use cache::{Cache, Entry, Key, cache_ttl};
 pub use upstream::{RTT_BUCKETS, Upstream, UpstreamError};
 
@@ -57,6 +58,8 @@ pub struct ForwardZone {
 #[derive(Debug, Default)]
 pub struct Forwarder {
     pub zones: Vec<ForwardZone>,
+    /// `ZoneId::index()` → the slot in `zones` of that forward zone.
+    by_id: Vec<Option<usize>>,
 }
 
 /// Why a forward zone could not be set up.
@@ -68,8 +71,10 @@ pub struct SetupError {
 }
 
 impl Forwarder {
-    pub fn new(settings: &[ForwardSettings]) -> Result<Self, SetupError> {
+    /// The forward zones of `settings`, each under its id in `table`.
+    pub fn new(settings: &[ForwardSettings], table: &ZoneTable) -> Result<Self, SetupError> {
         let mut zones = Vec::with_capacity(settings.len());
+        let mut by_id = vec![None; table.len()];
         for f in settings {
             let needs_tls = f
                 .upstreams
@@ -92,6 +97,9 @@ impl Forwarder {
             } else {
                 None
             };
+            if let Some(id) = table.get(&f.zone) {
+                by_id[id.index()] = Some(zones.len());
+            }
             zones.push(ForwardZone {
                 apex: f.zone.clone(),
                 upstreams: f
@@ -106,7 +114,12 @@ impl Forwarder {
                 stats: ZoneStats::default(),
             });
         }
-        Ok(Self { zones })
+        Ok(Self { zones, by_id })
+    }
+
+    fn zone(&self, id: ZoneId) -> Option<&ForwardZone> {
+        let slot = (*self.by_id.get(id.index())?)?;
+        self.zones.get(slot)
     }
 
     /// Probes upstreams that are down until the task is aborted; one that
@@ -138,24 +151,29 @@ impl Forwarder {
     }
 
     /// Resolves `query` (already validated by the engine) through zone
-    /// `zi`'s upstreams and returns the response for the client, which
+    /// `zone`'s upstreams and returns the response for the client, which
     /// takes at most `limit` bytes.
-    pub async fn resolve(&self, zi: usize, query: &[u8], limit: usize) -> (Vec<u8>, ResponseCode) {
-        match self.answer_early(zi, query, limit) {
+    pub async fn resolve(
+        &self,
+        zone: ZoneId,
+        query: &[u8],
+        limit: usize,
+    ) -> (Vec<u8>, ResponseCode) {
+        match self.answer_early(zone, query, limit) {
             Early::Done(reply, rcode) => (reply, rcode),
-            Early::Upstream(req) => self.resolve_upstream(zi, &req, limit).await,
+            Early::Upstream(req) => self.resolve_upstream(zone, &req, limit).await,
         }
     }
 
     /// The synchronous half: answers what needs no upstream (cache hits,
     /// loops, bad messages) at once, so a listener thread can reply without
     /// a task; otherwise hands back the parsed query for `resolve_upstream`.
-    pub fn answer_early(&self, zi: usize, query: &[u8], limit: usize) -> Early {
+    pub fn answer_early(&self, zone: ZoneId, query: &[u8], limit: usize) -> Early {
         let Ok(req) = Message::from_vec(query) else {
             let (reply, rcode) = reply_error(query, ResponseCode::FormErr);
             return Early::Done(reply, rcode);
         };
-        match self.zones.get(zi) {
+        match self.zone(zone) {
             Some(zone) => zone.early(req, limit),
             None => {
                 let (reply, rcode) =
@@ -169,11 +187,11 @@ impl Forwarder {
     /// handed back).
     pub async fn resolve_upstream(
         &self,
-        zi: usize,
+        zone: ZoneId,
         req: &Message,
         limit: usize,
     ) -> (Vec<u8>, ResponseCode) {
-        match self.zones.get(zi) {
+        match self.zone(zone) {
             Some(zone) => zone.upstream(req, limit).await,
             None => respond(req, ResponseCode::ServFail, &[], &[], &[], None, limit),
         }
@@ -339,7 +357,7 @@ fn upstream_message(req: &Message, q: &Query, hops: u8, dnssec_ok: bool) -> Mess
     m.metadata.checking_disabled = req.metadata.checking_disabled;
     m.add_query(q.clone());
     let mut edns = Edns::new();
-    edns.set_max_payload(crate::answer::wire::EDNS_UDP);
+    edns.set_max_payload(crate::wire::EDNS_UDP);
     edns.set_dnssec_ok(dnssec_ok);
     edns.options_mut()
         .insert(EdnsOption::Unknown(HOP_OPTION, vec![hops]));
@@ -402,7 +420,7 @@ fn respond(
     }
     if let Some(e) = &req.edns {
         let mut edns = Edns::new();
-        edns.set_max_payload(crate::answer::wire::EDNS_UDP);
+        edns.set_max_payload(crate::wire::EDNS_UDP);
         edns.set_dnssec_ok(e.flags().dnssec_ok);
         m.set_edns(edns);
     }
@@ -443,7 +461,7 @@ fn reply_error(query: &[u8], rcode: ResponseCode) -> (Vec<u8>, ResponseCode) {
         query.get(2).copied().unwrap_or(0),
         query.get(3).copied().unwrap_or(0),
     ];
-    crate::answer::wire::write_header_only(
+    crate::wire::write_header_only(
         &mut out,
         u16::from_be_bytes(id),
         flags,

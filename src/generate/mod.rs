@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 pub use collect::{DEFAULT_TIMEOUT, collect};
-pub use names::{DEFAULT_JOIN_PORT, Found, ZoneStyle, join, sans};
+pub use names::{Found, ZoneStyle, join, sans};
 pub use stub::{coredns, forwarded_zones, kube_dns};
 
 use crate::index::ObjKey;

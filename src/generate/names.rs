@@ -4,11 +4,9 @@
 
 use super::{GenerateError, StatefulSetRef};
 use crate::config::Settings;
-use crate::dnsname::WireName;
+use crate::dnsname::{NameError, WireName};
+use crate::grammar;
 use crate::index::StatefulSet;
-
-/// CockroachDB's inter-node port, the usual target of a `--join` list.
-pub const DEFAULT_JOIN_PORT: u16 = 26257;
 
 /// Which names a join list uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -38,15 +36,28 @@ pub struct Found {
     pub public_exported: bool,
 }
 
-fn dotted(cluster: &str, labels: &[&str], zone: &WireName) -> Result<String, GenerateError> {
-    WireName::from_labels(labels.iter().copied())
-        .and_then(|w| w.join(zone))
-        .map(|w| w.to_string())
+/// A name from the grammar, as text, or the error naming what was wrong.
+fn dotted(
+    cluster: &str,
+    what: impl FnOnce() -> String,
+    name: Result<WireName, NameError>,
+) -> Result<String, GenerateError> {
+    name.map(|w| w.to_string())
         .map_err(|e| GenerateError::BadName {
             cluster: cluster.to_owned(),
-            name: format!("{}.{zone}", labels.join(".")),
+            name: what(),
             reason: e.to_string(),
         })
+}
+
+/// `<svc>.<ns>.svc.<zone>` of one cluster's copy.
+fn service(f: &Found, zone: &WireName, svc: &str) -> Result<String, GenerateError> {
+    let ns = f.statefulset.key.namespace();
+    dotted(
+        &f.cluster,
+        || format!("{svc}.{ns}.svc.{zone}"),
+        grammar::service_name(zone, ns, svc),
+    )
 }
 
 fn not_found(settings: &Settings, key: &StatefulSetRef) -> GenerateError {
@@ -76,38 +87,33 @@ fn replica_names(
     // Clusterset names exist only where the governing Service is exported.
     for f in found.iter().filter(|f| cs_zone.is_none() || f.exported) {
         let sts = &f.statefulset;
+        let (ns, svc) = (sts.key.namespace(), sts.service_name.as_str());
         for i in 0..sts.replicas {
-            let host = format!("{}-{i}", sts.key.name());
-            out.push(match cs_zone {
-                None => dotted(
-                    &f.cluster,
-                    &[&host, &sts.service_name, sts.key.namespace(), "svc"],
-                    &f.zone,
-                )?,
-                Some(cs) => dotted(
-                    &f.cluster,
-                    &[
-                        &host,
-                        &f.cluster,
-                        &sts.service_name,
-                        sts.key.namespace(),
-                        "svc",
-                    ],
-                    cs,
-                )?,
-            });
+            let host = grammar::replica_host(sts.key.name(), i);
+            let name = match cs_zone {
+                None => grammar::service_name(&f.zone, ns, svc)
+                    .and_then(|s| grammar::host_name(&s, &host)),
+                Some(cs) => grammar::clusterset_host_name(cs, &f.cluster, ns, svc, &host),
+            };
+            let zone = cs_zone.unwrap_or(&f.zone);
+            out.push(dotted(
+                &f.cluster,
+                || format!("{host}.{svc}.{ns}.svc.{zone}"),
+                name,
+            )?);
         }
     }
     Ok(out)
 }
 
 /// The comma-separated `--join` list: every replica in every cluster that
-/// has the StatefulSet, each with `:port`.
+/// has the StatefulSet, as bare names, or each with `:port` when a port is
+/// given (design.md §3).
 pub fn join(
     settings: &Settings,
     key: &StatefulSetRef,
     found: &[Found],
-    port: u16,
+    port: Option<u16>,
     style: ZoneStyle,
 ) -> Result<String, GenerateError> {
     if found.is_empty() {
@@ -117,7 +123,10 @@ pub fn join(
     if names.is_empty() && style == ZoneStyle::Clusterset {
         return Err(GenerateError::NotExported(key.clone()));
     }
-    let list: Vec<String> = names.iter().map(|n| format!("{n}:{port}")).collect();
+    let list: Vec<String> = match port {
+        Some(port) => names.iter().map(|n| format!("{n}:{port}")).collect(),
+        None => names,
+    };
     Ok(format!("{}\n", list.join(",")))
 }
 
@@ -146,18 +155,13 @@ pub fn sans(
                          zone: &WireName,
                          (governing, public): (bool, bool)|
      -> Result<Vec<String>, GenerateError> {
-        let ns = f.statefulset.key.namespace();
         let public_name = format!("{}-public", f.statefulset.key.name());
         let mut v = Vec::new();
         if governing {
-            v.push(dotted(
-                &f.cluster,
-                &[&f.statefulset.service_name, ns, "svc"],
-                zone,
-            )?);
+            v.push(service(f, zone, &f.statefulset.service_name)?);
         }
         if public {
-            v.push(dotted(&f.cluster, &[&public_name, ns, "svc"], zone)?);
+            v.push(service(f, zone, &public_name)?);
         }
         Ok(v)
     };
@@ -230,10 +234,21 @@ mod tests {
             found("region2", "cluster.region2", 1, true),
         ];
         assert_eq!(
-            join(&s, &key(), &f, 26257, ZoneStyle::PerCluster).expect("join"),
+            join(&s, &key(), &f, Some(26257), ZoneStyle::PerCluster).expect("join"),
             "cockroachdb-0.cockroachdb.default.svc.cluster.region1:26257,\
              cockroachdb-1.cockroachdb.default.svc.cluster.region1:26257,\
              cockroachdb-0.cockroachdb.default.svc.cluster.region2:26257\n"
+        );
+    }
+
+    #[test]
+    fn join_without_a_port_prints_bare_names() {
+        let s = settings(false);
+        let f = [found("region1", "cluster.region1", 2, false)];
+        assert_eq!(
+            join(&s, &key(), &f, None, ZoneStyle::PerCluster).expect("join"),
+            "cockroachdb-0.cockroachdb.default.svc.cluster.region1,\
+             cockroachdb-1.cockroachdb.default.svc.cluster.region1\n"
         );
     }
 
@@ -245,7 +260,7 @@ mod tests {
             found("region2", "cluster.region2", 1, false),
         ];
         assert_eq!(
-            join(&s, &key(), &f, 26258, ZoneStyle::Clusterset).expect("join"),
+            join(&s, &key(), &f, Some(26258), ZoneStyle::Clusterset).expect("join"),
             "cockroachdb-0.region1.cockroachdb.default.svc.clusterset.local:26258,\
              cockroachdb-0.region2.cockroachdb.default.svc.clusterset.local:26258\n"
         );
@@ -256,7 +271,7 @@ mod tests {
         let s = settings(false);
         let f = [found("region1", "cluster.region1", 1, false)];
         assert!(matches!(
-            join(&s, &key(), &f, 26257, ZoneStyle::Clusterset),
+            join(&s, &key(), &f, Some(26257), ZoneStyle::Clusterset),
             Err(GenerateError::NoClusterset)
         ));
     }
@@ -264,7 +279,7 @@ mod tests {
     #[test]
     fn nothing_found_is_an_error_naming_the_statefulset() {
         let s = settings(false);
-        let e = join(&s, &key(), &[], 26257, ZoneStyle::PerCluster).expect_err("none");
+        let e = join(&s, &key(), &[], None, ZoneStyle::PerCluster).expect_err("none");
         assert!(e.to_string().contains("default/cockroachdb"), "{e}");
         assert!(sans(&s, &key(), &[]).is_err());
     }
@@ -321,11 +336,11 @@ mod tests {
         assert!(got.contains("\ncockroachdb-public.default.svc.cluster.region1\n"));
         assert!(got.contains("\ncockroachdb-0.cockroachdb.default.svc.cluster.region2\n"));
         assert_eq!(
-            join(&s, &key(), &f, 1, ZoneStyle::Clusterset).expect("join"),
+            join(&s, &key(), &f, Some(1), ZoneStyle::Clusterset).expect("join"),
             "cockroachdb-0.region1.cockroachdb.default.svc.clusterset.local:1\n"
         );
         assert!(matches!(
-            join(&s, &key(), &[hidden], 1, ZoneStyle::Clusterset),
+            join(&s, &key(), &[hidden], Some(1), ZoneStyle::Clusterset),
             Err(GenerateError::NotExported(_))
         ));
     }
@@ -339,7 +354,7 @@ mod tests {
             found_in("us-west1", "region2", "cluster.local", 1, true),
         ];
         assert_eq!(
-            join(&s, &any, &f, 26257, ZoneStyle::PerCluster).expect("join"),
+            join(&s, &any, &f, Some(26257), ZoneStyle::PerCluster).expect("join"),
             "cockroachdb-0.cockroachdb.us-east1.svc.cluster.local:26257,\
              cockroachdb-0.cockroachdb.us-west1.svc.cluster.local:26257\n"
         );

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 
 use super::{Address, DNS_PORT, GenerateError, host_port};
 use crate::config::{ClusterSettings, Settings};
-use crate::dnsname::WireName;
 
 /// The zones the cluster `cluster` must forward to crossdns, in config order:
 /// every other cluster's zone, the clusterset zone, and the `forward:` zones
@@ -60,8 +59,7 @@ fn find_cluster<'a>(
 
 /// `<ns>.svc.<zone>`, checked as a DNS name.
 fn shared_zone(c: &ClusterSettings, ns: &str) -> Result<String, GenerateError> {
-    WireName::from_labels([ns, "svc"])
-        .and_then(|w| w.join(&c.zone))
+    crate::grammar::namespace_zone(&c.zone, ns)
         .map(|w| w.to_string())
         .map_err(|e| GenerateError::BadName {
             cluster: c.name.clone(),

@@ -15,7 +15,8 @@ use super::sharded::Hasher;
 use super::snapshot::{ClustersetRecords, ServiceRecords, SrvTable};
 use super::{ClusterSpec, EndpointSlice, LbIngress, Protocol, Service, ServiceKind};
 use crate::config::{ClustersetPolicy, ServiceAddress};
-use crate::dnsname::{WireName, dashed_ip};
+use crate::dnsname::WireName;
+use crate::grammar;
 
 const TYPE_A: u16 = 1;
 const TYPE_CNAME: u16 = 5;
@@ -37,21 +38,12 @@ pub struct Built {
 
 /// `<svc>.<ns>` as lower-case wire labels: the snapshot's service key.
 pub fn service_key_wire(ns: &str, name: &str) -> Option<Box<[u8]>> {
-    WireName::from_labels([name, ns])
-        .ok()
-        .map(|w| w.as_bytes().into())
+    grammar::service_key(ns, name)
 }
 
 /// `<svc>.<ns>.svc.<zone>`.
 pub fn service_fqdn(spec: &ClusterSpec, ns: &str, name: &str) -> Option<WireName> {
-    svc_name_in(&spec.zone, ns, name)
-}
-
-fn svc_name_in(zone: &WireName, ns: &str, name: &str) -> Option<WireName> {
-    WireName::from_labels([name, ns, "svc"])
-        .ok()?
-        .join(zone)
-        .ok()
+    grammar::service_name(&spec.zone, ns, name).ok()
 }
 
 fn addr_node(ttl: u32, ips: impl IntoIterator<Item = IpAddr>) -> Node {
@@ -92,7 +84,7 @@ fn members(spec: &ClusterSpec, svc: &Service, slices: &[&EndpointSlice]) -> BTre
             for ip in slice.addresses_of(i) {
                 let label = match ep.label(spec.endpoint_pod_names) {
                     Some(name) => name.to_owned(),
-                    None => dashed_ip(ip),
+                    None => grammar::endpoint_label(ip),
                 };
                 out.insert(Member {
                     label: label.to_ascii_lowercase(),
@@ -128,12 +120,9 @@ fn srv_weight(n: usize) -> u16 {
     (100 / n.max(1)).max(1) as u16
 }
 
-/// The snapshot key of `_<port>._<proto>`: the two labels in wire form.
+/// The snapshot key of `_<port>._<proto>`.
 fn srv_key(port_name: &str, proto: Protocol) -> Option<Box<[u8]>> {
-    let port = format!("_{port_name}");
-    let proto = format!("_{}", proto.label());
-    let key = WireName::from_labels([port.as_str(), proto.as_str()]).ok()?;
-    Some(key.as_bytes().into())
+    grammar::srv_key(port_name, proto.label())
 }
 
 /// Headless SRV: one record per member, targeting `host_name(label)`, with
@@ -287,11 +276,7 @@ fn build_headless(
         return None;
     }
     let own = addr_node(ttl, members.iter().map(|m| m.ip).collect::<BTreeSet<_>>());
-    let host_name = |label: &str| {
-        WireName::from_labels([label])
-            .and_then(|h| h.join(fqdn))
-            .ok()
-    };
+    let host_name = |label: &str| grammar::host_name(fqdn, label).ok();
 
     // Host names: every member label, possibly with several addresses.
     let mut by_label: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
@@ -391,7 +376,7 @@ fn clusterset_records(
     }
     let ttl = spec.ttl;
     let (ns, name) = (svc.key.namespace(), svc.key.name());
-    let cs_fqdn = svc_name_in(cs_zone, ns, name)?;
+    let cs_fqdn = grammar::service_name(cs_zone, ns, name).ok()?;
     let readiness_dependent = matches!(svc.kind, ServiceKind::Headless)
         || spec.service_address == ServiceAddress::Endpoints;
     let fallback = if readiness_dependent {
@@ -408,9 +393,7 @@ fn clusterset_records(
                 .collect();
             // `<host>.<cluster>.<svc>.<ns>.svc.<clusterset>` (KEP-1645).
             let host_name = |label: &str| {
-                WireName::from_labels([label, spec.name.as_str(), name, ns, "svc"])
-                    .and_then(|n| n.join(cs_zone))
-                    .ok()
+                grammar::clusterset_host_name(cs_zone, &spec.name, ns, name, label).ok()
             };
             let srv = headless_srv(ttl, &srv_members(spec, svc, slices), host_name);
             (ips.into_iter().collect::<Vec<_>>(), srv)

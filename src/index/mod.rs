@@ -18,7 +18,7 @@ use arc_swap::ArcSwapOption;
 
 pub use rrset::{Node, QNAME_POINTER, Rrset, RrsetBuilder, push_rr_tail};
 pub use sharded::ShardedMap;
-pub use snapshot::{ClustersetRecords, ServiceRecords, Snapshot};
+pub use snapshot::{ClustersetRecords, ServiceRecords, Snapshot, SnapshotGuard};
 pub use store::ClusterStore;
 
 use crate::config::{ClusterSettings, PodsMode, ServiceAddress};
@@ -471,7 +471,7 @@ impl ClusterHandle {
     }
 
     /// A cheap read guard for the hot path (no refcount traffic).
-    pub fn load(&self) -> arc_swap::Guard<Option<Arc<Snapshot>>> {
+    pub fn load(&self) -> SnapshotGuard {
         self.snapshot.load()
     }
 

@@ -82,10 +82,9 @@ impl SrvTable {
 
     /// Whether some entry's second label (bare) is `label`.
     pub fn has_proto(&self, label: &[u8]) -> bool {
-        self.0.iter().any(|(k, _)| {
-            let at = 1 + usize::from(k[0]);
-            k.get(at + 1..).is_some_and(|rest| rest == label)
-        })
+        self.0
+            .iter()
+            .any(|(k, _)| crate::grammar::srv_key_proto(k) == Some(label))
     }
 }
 
@@ -99,6 +98,10 @@ impl FromIterator<(Box<[u8]>, Node)> for SrvTable {
         Self(v.into_boxed_slice())
     }
 }
+
+/// A cheap read guard on a cluster's current snapshot (`ClusterHandle::load`):
+/// what the answer engine holds while it copies records out.
+pub type SnapshotGuard = arc_swap::Guard<Option<Arc<Snapshot>>>;
 
 /// One cluster at one moment.
 #[derive(Debug, Clone, Default)]

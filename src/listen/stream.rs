@@ -130,13 +130,8 @@ async fn conn<S: AsyncRead + AsyncWrite + Unpin>(
                 stats.record_dropped();
                 return Ok(());
             }
-            Step::Forward {
-                zone,
-                forward,
-                limit,
-                qtype,
-            } => {
-                let (reply, rcode) = shared.forwarder.resolve(forward, &msg, limit).await;
+            Step::Forward { zone, limit, qtype } => {
+                let (reply, rcode) = shared.forwarder.resolve(zone, &msg, limit).await;
                 out = reply;
                 Outcome::forwarded(zone, qtype, rcode)
             }

@@ -128,20 +128,11 @@ impl Worker {
                     self.stats.record(&outcome, started.elapsed());
                 }
                 Step::Drop => self.stats.record_dropped(),
-                Step::Forward {
-                    zone,
-                    forward,
-                    limit,
-                    qtype,
-                } => {
+                Step::Forward { zone, limit, qtype } => {
                     let outcome = move |rcode| Outcome::forwarded(zone, qtype, rcode);
                     // Cache hits are answered here; only upstream work
                     // becomes a task.
-                    match self
-                        .shared
-                        .forwarder
-                        .answer_early(forward, &buf[..n], limit)
-                    {
+                    match self.shared.forwarder.answer_early(zone, &buf[..n], limit) {
                         Early::Done(reply, rcode) => {
                             let _ = self.socket.send_to(&reply, peer);
                             self.stats.record(&outcome(rcode), started.elapsed());
@@ -152,7 +143,7 @@ impl Worker {
                             let forwarder = Arc::clone(&self.shared.forwarder);
                             self.runtime.spawn(async move {
                                 let (reply, rcode) =
-                                    forwarder.resolve_upstream(forward, &req, limit).await;
+                                    forwarder.resolve_upstream(zone, &req, limit).await;
                                 let _ = socket.send_to(&reply, peer);
                                 stats.record(&outcome(rcode), started.elapsed());
                             });

@@ -14,9 +14,9 @@ use prometheus_client::registry::Registry;
 
 use crate::answer::Outcome;
 use crate::answer::clusterset::ClustersetStats;
-use crate::answer::wire::{qtype, rcode};
 use crate::forward::Forwarder;
 use crate::index::{ClusterHandle, Kind, unix_ms};
+use crate::wire::{qtype, rcode};
 
 const QTYPES: [(u16, &str); 9] = [
     (qtype::A, "A"),
@@ -93,9 +93,7 @@ impl WorkerStats {
     }
 
     pub fn record(&self, o: &Outcome, elapsed: Duration) {
-        let zone = o
-            .zone
-            .map_or(self.zones, |z| usize::from(z).min(self.zones));
+        let zone = o.zone.map_or(self.zones, |z| z.index().min(self.zones));
         let i = self.slot(zone, qtype_slot(o.qtype), rcode_slot(o.rcode));
         self.queries[i].fetch_add(1, Ordering::Relaxed);
         if o.truncated {

@@ -4,7 +4,7 @@
 //! by hickory-proto when snapshots are built (`index::rrset`); anything a
 //! query carries that this parser does not accept gets FORMERR or NOTIMP.
 
-use crate::dnsname::MAX_NAME_WIRE;
+use crate::dnsname::QName;
 
 pub const HEADER_LEN: usize = 12;
 /// RFC 1035 §4.2.1: the classic UDP limit without EDNS.
@@ -40,53 +40,6 @@ pub mod qtype {
 
 pub const CLASS_IN: u16 = 1;
 pub const CLASS_ANY: u16 = 255;
-
-/// The query's question name, lower-cased, with its label boundaries.
-#[derive(Debug, Clone)]
-pub struct QName {
-    /// Lower-case wire labels without the root label.
-    buf: [u8; MAX_NAME_WIRE],
-    len: u8,
-    /// Offset in `buf` of each label's length byte.
-    starts: [u8; 128],
-    count: u8,
-}
-
-impl QName {
-    pub fn wire(&self) -> &[u8] {
-        &self.buf[..usize::from(self.len)]
-    }
-
-    pub fn label_count(&self) -> usize {
-        usize::from(self.count)
-    }
-
-    /// Byte offset of label `i` (0 = leftmost); `label_count()` gives the end.
-    pub fn offset(&self, i: usize) -> usize {
-        if i >= self.label_count() {
-            usize::from(self.len)
-        } else {
-            usize::from(self.starts[i])
-        }
-    }
-
-    /// Label `i` without its length byte.
-    pub fn label(&self, i: usize) -> &[u8] {
-        let at = self.offset(i);
-        let len = usize::from(self.buf[at]);
-        &self.buf[at + 1..at + 1 + len]
-    }
-
-    /// Labels `i..j` in wire form.
-    pub fn span(&self, i: usize, j: usize) -> &[u8] {
-        &self.buf[self.offset(i)..self.offset(j)]
-    }
-
-    /// The wire form from label `i` to the end (a suffix of the name).
-    pub fn suffix(&self, i: usize) -> &[u8] {
-        &self.buf[self.offset(i)..usize::from(self.len)]
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Edns {
@@ -172,12 +125,7 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, Reject> {
     }
 
     // Question name: the first name in a message cannot be compressed.
-    let mut name = QName {
-        buf: [0; MAX_NAME_WIRE],
-        len: 0,
-        starts: [0; 128],
-        count: 0,
-    };
+    let mut name = QName::new();
     let mut at = HEADER_LEN;
     loop {
         let Some(&len) = packet.get(at) else {
@@ -190,23 +138,14 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, Reject> {
         if len & 0xC0 != 0 {
             return Err(formerr);
         }
-        let len = usize::from(len);
-        let out = usize::from(name.len);
-        // +1 for the root label the wire form would end with.
-        if out + 1 + len + 1 > MAX_NAME_WIRE || at + 1 + len > packet.len() {
+        let end = at + 1 + usize::from(len);
+        let Some(label) = packet.get(at + 1..end) else {
+            return Err(formerr);
+        };
+        if !name.push_label(label) {
             return Err(formerr);
         }
-        name.starts[usize::from(name.count)] = out as u8;
-        name.count += 1;
-        name.buf[out] = len as u8;
-        for (dst, src) in name.buf[out + 1..out + 1 + len]
-            .iter_mut()
-            .zip(&packet[at + 1..at + 1 + len])
-        {
-            *dst = src.to_ascii_lowercase();
-        }
-        name.len = (out + 1 + len) as u8;
-        at += 1 + len;
+        at = end;
     }
     let (Some(qtype), Some(qclass)) = (be16(packet, at), be16(packet, at + 2)) else {
         return Err(formerr);
@@ -335,6 +274,11 @@ impl<'o> ResponseWriter<'o> {
 
     pub fn is_empty(&self) -> bool {
         self.out.is_empty()
+    }
+
+    /// The reply so far.
+    pub fn bytes(&self) -> &[u8] {
+        self.out
     }
 
     /// Appends records to section 0 (answer), 1 (authority) or 2 (additional).
