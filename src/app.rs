@@ -14,9 +14,9 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::answer::Engine;
 use crate::config::{ClusterSettings, Settings, Source};
 use crate::forward::Forwarder;
-use crate::index::{ClusterHandle, ClusterSpec};
+use crate::index::{ClusterHandle, ClusterMetrics, ClusterSpec};
 use crate::listen::{self, Shared, TlsAcceptor, UdpWorkers};
-use crate::metrics::Metrics;
+use crate::metrics::{MetricSource, Metrics};
 use crate::watch::{self, CancelOnDrop, ClusterTasks};
 
 /// A running crossdns. Dropping it stops everything.
@@ -160,12 +160,13 @@ fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
     // answer, with forward beside it.
     let engine = Arc::new(Engine::new(&settings, &clusters));
     let forwarder = Arc::new(Forwarder::new(&settings.forward)?);
-    let metrics = Metrics::new(
-        engine.zone_names(),
-        clusters.clone(),
-        Arc::clone(&forwarder),
-        engine.clusterset_stats(),
-    );
+    // Each stage owns its counters; metrics encodes them in this order.
+    let mut sources: Vec<Arc<dyn MetricSource>> = vec![Arc::new(ClusterMetrics(clusters.clone()))];
+    if let Some(cs) = engine.clusterset_stats() {
+        sources.push(cs);
+    }
+    sources.push(Arc::clone(&forwarder) as Arc<dyn MetricSource>);
+    let metrics = Metrics::new(engine.zone_names(), sources);
     Ok(Prepared {
         settings,
         clusters,
