@@ -173,9 +173,7 @@ impl HistogramSnapshot {
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
-}
 
-impl HistogramSnapshot {
     fn encode_to(&self, encoder: &mut MetricEncoder<'_>) -> std::fmt::Result {
         // prometheus-client 0.25's text encoder cumulates the bucket counts
         // it is given (`encode_histogram` in encoding/text.rs), so it gets

@@ -312,6 +312,29 @@ pub fn promtool_problems(text: &str) -> Option<String> {
     })
 }
 
+/// `promtool check rules FILE`: `Some("")` when Prometheus' parser accepts
+/// every rule, `Some(problems)` otherwise, `None` when promtool is absent.
+pub fn promtool_rules_problems(file: &Path) -> Option<String> {
+    let Some(promtool) = find_program("promtool") else {
+        missing("promtool (Debian package prometheus)");
+        return None;
+    };
+    let out = Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(file)
+        .output()
+        .expect("run promtool check rules");
+    Some(if out.status.success() {
+        String::new()
+    } else {
+        format!(
+            "promtool check rules failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 /// A Python that can import `prometheus_client`: `python3` on PATH, then
 /// Debian's (python3-prometheus-client installs into /usr/bin/python3's path).
 fn python() -> Option<PathBuf> {
