@@ -3,7 +3,9 @@
 //! TEMPORARY HOME: the only file of `metrics` that reads another module's
 //! types. It belongs beside the clusterset health module in `answer`, which
 //! is being restructured; there it needs only `use crate::metrics::{...}`
-//! and this file moves unchanged otherwise.
+//! and this file moves unchanged otherwise. Until then it names no `index`
+//! item (so `index` → `metrics` stays one-way): the clock is read here; use
+//! `index::unix_ms` once it has moved.
 
 use std::sync::atomic::Ordering;
 
@@ -11,18 +13,19 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::{Labels, MetricSource, counter, gauge};
 use crate::answer::clusterset::ClustersetStats;
-use crate::index::{ClusterHandle, unix_ms};
 
 impl MetricSource for ClustersetStats {
     fn encode(&self, enc: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
-        let now = unix_ms();
-        let cl = |c: &ClusterHandle| -> Labels<'_> { vec![("cluster", c.spec.name.clone())] };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let cl = |name: &str| -> Labels<'_> { vec![("cluster", name.to_owned())] };
         let fresh: Vec<_> = self
             .clusters
             .iter()
             .map(|c| {
                 let healthy = c.status.synced() && !c.status.stale(self.stale_after, now);
-                (cl(c), f64::from(u8::from(healthy)))
+                (cl(&c.spec.name), f64::from(u8::from(healthy)))
             })
             .collect();
         gauge(
@@ -35,7 +38,7 @@ impl MetricSource for ClustersetStats {
             .clusters
             .iter()
             .zip(&self.transitions)
-            .map(|(c, t)| (cl(c), t.load(Ordering::Relaxed)))
+            .map(|(c, t)| (cl(&c.spec.name), t.load(Ordering::Relaxed)))
             .collect();
         counter(
             enc,
@@ -48,7 +51,7 @@ impl MetricSource for ClustersetStats {
             .iter()
             .map(|c| {
                 let n = c.status.service_health_transitions.load(Ordering::Relaxed);
-                (cl(c), n)
+                (cl(&c.spec.name), n)
             })
             .collect();
         counter(
