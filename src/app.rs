@@ -14,9 +14,9 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::answer::Engine;
 use crate::config::{ClusterSettings, Settings, Source};
 use crate::forward::Forwarder;
-use crate::index::{ClusterHandle, ClusterSpec};
+use crate::index::{ClusterHandle, ClusterMetrics, ClusterSpec};
 use crate::listen::{self, Shared, TlsAcceptor, UdpWorkers};
-use crate::metrics::Metrics;
+use crate::metrics::{MetricSource, Metrics};
 use crate::watch::{self, CancelOnDrop, ClusterTasks};
 use crate::zones::ZoneTable;
 
@@ -162,12 +162,13 @@ fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
     let zones = ZoneTable::new(&settings);
     let engine = Arc::new(Engine::new(&settings, &zones, &clusters));
     let forwarder = Arc::new(Forwarder::new(&settings.forward, &zones)?);
-    let metrics = Metrics::new(
-        zones.iter().map(|z| z.apex.to_string()).collect(),
-        clusters.clone(),
-        Arc::clone(&forwarder),
-        engine.clusterset_stats(),
-    );
+    // Each stage owns its counters; metrics encodes them in this order.
+    let mut sources: Vec<Arc<dyn MetricSource>> = vec![Arc::new(ClusterMetrics(clusters.clone()))];
+    if let Some(cs) = engine.clusterset_stats() {
+        sources.push(cs);
+    }
+    sources.push(Arc::clone(&forwarder) as Arc<dyn MetricSource>);
+    let metrics = Metrics::new(zones.iter().map(|z| z.apex.to_string()).collect(), sources);
     Ok(Prepared {
         settings,
         clusters,

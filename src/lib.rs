@@ -13,6 +13,7 @@ pub mod answer;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dnscode;
 pub mod dnsname;
 pub mod forward;
 pub mod generate;

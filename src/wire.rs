@@ -12,31 +12,7 @@ pub const CLASSIC_UDP: usize = 512;
 /// The EDNS payload crossdns offers and caps answers at (DNS Flag Day 2020).
 pub const EDNS_UDP: u16 = 1232;
 
-pub mod rcode {
-    pub const NOERROR: u8 = 0;
-    pub const FORMERR: u8 = 1;
-    pub const SERVFAIL: u8 = 2;
-    pub const NXDOMAIN: u8 = 3;
-    pub const NOTIMP: u8 = 4;
-    pub const REFUSED: u8 = 5;
-    /// Extended RCODE 16 (RFC 6891 §6.1.3): upper bits 1, header bits 0.
-    pub const BADVERS: u8 = 16;
-}
-
-pub mod qtype {
-    pub const A: u16 = 1;
-    pub const NS: u16 = 2;
-    pub const CNAME: u16 = 5;
-    pub const SOA: u16 = 6;
-    pub const PTR: u16 = 12;
-    pub const TXT: u16 = 16;
-    pub const AAAA: u16 = 28;
-    pub const SRV: u16 = 33;
-    pub const OPT: u16 = 41;
-    pub const IXFR: u16 = 251;
-    pub const AXFR: u16 = 252;
-    pub const ANY: u16 = 255;
-}
+pub use crate::dnscode::{qtype, rcode};
 
 pub const CLASS_IN: u16 = 1;
 pub const CLASS_ANY: u16 = 255;

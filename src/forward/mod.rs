@@ -4,10 +4,11 @@
 //! engine decides *that* a query is forwarded, this module does it.
 
 mod cache;
+mod metrics;
 pub mod upstream;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -18,7 +19,8 @@ use crate::config::{ForwardPolicy, ForwardSettings};
 use crate::dnsname::WireName;
 use crate::zones::{ZoneId, ZoneTable};
 use cache::{Cache, Entry, Key, cache_ttl};
-pub use upstream::{RTT_BUCKETS, Upstream, UpstreamError};
+pub use metrics::{RTT_BUCKETS, UpstreamStats, ZoneStats};
+pub use upstream::{Upstream, UpstreamError};
 
 /// Our EDNS option (local/experimental range, RFC 6891 §9): how many
 /// crossdns forwarders a query has already passed through.
@@ -33,15 +35,6 @@ const CACHE_CAPACITY: usize = 10_000;
 /// How often upstreams that are down are probed, and how long a probe waits.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Per-zone counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct ZoneStats {
-    pub cache_hits: AtomicU64,
-    pub cache_misses: AtomicU64,
-    pub stale_served: AtomicU64,
-    pub loops: AtomicU64,
-}
 
 #[derive(Debug)]
 pub struct ForwardZone {

@@ -3,7 +3,7 @@
 //! its counters. Knows nothing of zones, caches or clients.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -16,12 +16,8 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::sync::Mutex;
 
+use super::UpstreamStats;
 use crate::config::Upstream as Target;
-
-/// Upper bounds of the round-trip histogram, in seconds.
-pub const RTT_BUCKETS: [f64; 10] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -35,16 +31,6 @@ pub enum UpstreamError {
     Tls(String),
     #[error("bad TLS server name {0:?}")]
     ServerName(String),
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct UpstreamStats {
-    pub requests: AtomicU64,
-    pub failures: AtomicU64,
-    pub rtt_buckets: [AtomicU64; RTT_BUCKETS.len()],
-    pub rtt_sum_us: AtomicU64,
-    pub rtt_count: AtomicU64,
 }
 
 pub struct Upstream {
@@ -106,17 +92,6 @@ impl Upstream {
         }
     }
 
-    fn record_rtt(&self, rtt: Duration) {
-        let secs = rtt.as_secs_f64();
-        if let Some(i) = RTT_BUCKETS.iter().position(|le| secs <= *le) {
-            self.stats.rtt_buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.stats
-            .rtt_sum_us
-            .fetch_add(rtt.as_micros() as u64, Ordering::Relaxed);
-        self.stats.rtt_count.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Sends one query and waits for its response. UDP for plain upstreams
     /// unless `tcp` (e.g. after a truncated reply); DoT upstreams always use
     /// their TLS connection.
@@ -134,7 +109,7 @@ impl Upstream {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
         };
         match &result {
-            Ok(_) => self.record_rtt(started.elapsed()),
+            Ok(_) => self.stats.rtt.observe(started.elapsed()),
             // A broken stream is rebuilt on the next query.
             Err(_) => *self.stream.lock().await = None,
         }

@@ -7,6 +7,7 @@ mod build;
 mod rrset;
 mod sharded;
 mod snapshot;
+mod status_metrics;
 mod store;
 
 use std::net::IpAddr;
@@ -19,6 +20,7 @@ use arc_swap::ArcSwapOption;
 pub use rrset::{Node, QNAME_POINTER, Rrset, RrsetBuilder, push_rr_tail};
 pub use sharded::ShardedMap;
 pub use snapshot::{ClustersetRecords, ServiceRecords, Snapshot, SnapshotGuard};
+pub use status_metrics::{ClusterMetrics, encode_cluster_status};
 pub use store::ClusterStore;
 
 use crate::config::{ClusterSettings, PodsMode, ServiceAddress};

@@ -11,9 +11,9 @@ use std::sync::Arc;
 pub use stream::{TlsAcceptor, serve_tcp, serve_tls, tls_acceptor, watch_tls_files};
 pub use udp::{UdpWorkers, spawn_udp};
 
-use crate::answer::Engine;
+use crate::answer::{Engine, Outcome};
 use crate::forward::Forwarder;
-use crate::metrics::Metrics;
+use crate::metrics::{Answered, Metrics};
 
 /// What every listener shares.
 #[derive(Debug, Clone)]
@@ -21,4 +21,14 @@ pub struct Shared {
     pub engine: Arc<Engine>,
     pub forwarder: Arc<Forwarder>,
     pub metrics: Metrics,
+}
+
+/// What the metrics count of a query the engine (or forwarder) answered.
+fn answered(o: &Outcome) -> Answered {
+    Answered {
+        zone: o.zone.map(crate::zones::ZoneId::index),
+        qtype: o.qtype,
+        rcode: o.rcode,
+        truncated: o.truncated,
+    }
 }

@@ -141,7 +141,7 @@ async fn conn<S: AsyncRead + AsyncWrite + Unpin>(
         framed.extend_from_slice(&out);
         stream.write_all(&framed).await?;
         stream.flush().await?;
-        stats.record(&outcome, started.elapsed());
+        stats.record(super::answered(&outcome), started.elapsed());
     }
 }
 

@@ -125,7 +125,8 @@ impl Worker {
                     if let Err(e) = self.socket.send_to(&out, peer) {
                         tracing::debug!(%peer, error = %e, "udp send failed");
                     }
-                    self.stats.record(&outcome, started.elapsed());
+                    self.stats
+                        .record(super::answered(&outcome), started.elapsed());
                 }
                 Step::Drop => self.stats.record_dropped(),
                 Step::Forward { zone, limit, qtype } => {
@@ -135,7 +136,8 @@ impl Worker {
                     match self.shared.forwarder.answer_early(zone, &buf[..n], limit) {
                         Early::Done(reply, rcode) => {
                             let _ = self.socket.send_to(&reply, peer);
-                            self.stats.record(&outcome(rcode), started.elapsed());
+                            self.stats
+                                .record(super::answered(&outcome(rcode)), started.elapsed());
                         }
                         Early::Upstream(req) => {
                             let socket = Arc::clone(&self.socket);
@@ -145,7 +147,7 @@ impl Worker {
                                 let (reply, rcode) =
                                     forwarder.resolve_upstream(zone, &req, limit).await;
                                 let _ = socket.send_to(&reply, peer);
-                                stats.record(&outcome(rcode), started.elapsed());
+                                stats.record(super::answered(&outcome(rcode)), started.elapsed());
                             });
                         }
                     }

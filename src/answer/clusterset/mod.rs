@@ -6,6 +6,7 @@
 
 mod health;
 mod merge;
+mod metrics;
 pub mod policy;
 
 use std::sync::Arc;
