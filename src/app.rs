@@ -103,7 +103,7 @@ impl Watched {
             Source::Kube {
                 kubeconfig: None, ..
             } => std::env::var_os("KUBECONFIG")?.into(),
-            Source::Manifests(_) => return None,
+            Source::Manifests(_) | Source::Primary(_) => return None,
         };
         std::fs::read(path).ok()
     }

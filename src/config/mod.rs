@@ -2,6 +2,7 @@
 //! typed `Settings` that the rest of crossdns trusts. Reads files; starts nothing.
 
 mod raw;
+mod transfer;
 mod validate;
 
 use std::fmt;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use raw::{AllDown, ClustersetPolicy, ForwardPolicy, PodsMode, ServiceAddress};
+pub use transfer::{PrimarySettings, TransferSettings, TsigAlgorithm, TsigKey};
 
 use crate::dnsname::WireName;
 
@@ -45,6 +47,10 @@ pub struct Settings {
     pub clusters: Vec<ClusterSettings>,
     pub clusterset: Option<ClustersetSettings>,
     pub forward: Vec<ForwardSettings>,
+    /// `tsig_keys` (design.md §7).
+    pub tsig_keys: Vec<TsigKey>,
+    /// `transfer`: crossdns as a primary; `None` refuses every transfer.
+    pub transfer: Option<TransferSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +92,8 @@ pub enum Source {
     },
     /// A folder of Kubernetes YAML, re-read when it changes.
     Manifests(PathBuf),
+    /// The zone as another DNS server serves it, by zone transfer.
+    Primary(PrimarySettings),
 }
 
 impl fmt::Display for Source {
@@ -105,6 +113,14 @@ impl fmt::Display for Source {
                 Ok(())
             }
             Source::Manifests(p) => write!(f, "manifests {}", p.display()),
+            Source::Primary(p) => {
+                let servers: Vec<String> = p.servers.iter().map(ToString::to_string).collect();
+                write!(f, "primary {}", servers.join(","))?;
+                if let Some(k) = &p.key {
+                    write!(f, " (key {})", k.name)?;
+                }
+                Ok(())
+            }
         }
     }
 }

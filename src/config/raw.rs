@@ -16,6 +16,9 @@ pub struct RawConfig {
     pub clusterset: Option<RawClusterset>,
     #[serde(default)]
     pub forward: Vec<RawForward>,
+    #[serde(default)]
+    pub tsig_keys: Vec<RawTsigKey>,
+    pub transfer: Option<RawTransfer>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +82,8 @@ pub struct RawCluster {
     pub pods: PodsMode,
     #[serde(default)]
     pub endpoint_pod_names: bool,
+    /// The zone as another DNS server serves it (design.md §7).
+    pub primary: Option<RawPrimary>,
 }
 
 /// Which addresses answer `<svc>.<ns>.svc.<zone>` for a Service with a VIP.
@@ -165,4 +170,34 @@ pub enum ForwardPolicy {
     Sequential,
     RoundRobin,
     Random,
+}
+
+/// `tsig_keys[]` (RFC 8945).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTsigKey {
+    pub name: String,
+    pub algorithm: String,
+    pub secret_file: PathBuf,
+}
+
+/// `transfer`: crossdns as a primary.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransfer {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub notify: Vec<String>,
+    pub catalog: Option<String>,
+}
+
+/// `clusters[].primary`: the zone transferred from another server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrimary {
+    pub servers: Vec<String>,
+    pub key: Option<String>,
+    pub poll: Option<String>,
 }

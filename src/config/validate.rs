@@ -16,12 +16,12 @@ use super::{
 use crate::dnsname::{WireName, is_rfc1123_label};
 
 /// Collects the file path so every error can name it.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     path: &'a Path,
 }
 
 impl Ctx<'_> {
-    fn err(
+    pub(super) fn err(
         &self,
         key: impl Into<String>,
         value: impl std::fmt::Debug,
@@ -37,7 +37,7 @@ impl Ctx<'_> {
 
     /// Relative paths are read against the config file's folder first (as
     /// kubectl does for kubeconfigs), then against the working directory.
-    fn resolve(&self, p: &Path) -> PathBuf {
+    pub(super) fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             return p.to_owned();
         }
@@ -114,12 +114,13 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Settings, ConfigEr
         })?),
     };
 
+    let tsig_keys = super::transfer::tsig_keys(&cx, &raw.tsig_keys)?;
     if raw.clusters.is_empty() {
         return Err(cx.err("clusters", "[]", "must list at least one cluster"));
     }
     let mut clusters = Vec::with_capacity(raw.clusters.len());
     for (i, rc) in raw.clusters.iter().enumerate() {
-        clusters.push(cluster(&cx, i, rc)?);
+        clusters.push(cluster(&cx, i, rc, &tsig_keys)?);
     }
     check_cluster_names_and_zones(&cx, &clusters)?;
 
@@ -133,6 +134,23 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Settings, ConfigEr
         forward.push(forward_zone(&cx, i, f)?);
     }
     check_zone_overlaps(&cx, &clusters, clusterset.as_ref(), &forward)?;
+    let transfer = raw
+        .transfer
+        .as_ref()
+        .map(|t| super::transfer::transfer(&cx, t, &tsig_keys))
+        .transpose()?;
+    if let Some(catalog) = transfer.as_ref().and_then(|t| t.catalog.as_ref()) {
+        let taken = clusters.iter().any(|c| c.zone == *catalog)
+            || clusterset.as_ref().is_some_and(|cs| cs.zone == *catalog)
+            || forward.iter().any(|f| f.zone == *catalog);
+        if taken {
+            return Err(cx.err(
+                "transfer.catalog",
+                catalog.to_string(),
+                "is already a cluster, clusterset or forward zone",
+            ));
+        }
+    }
 
     Ok(Settings {
         path: path.to_owned(),
@@ -147,6 +165,8 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Settings, ConfigEr
         clusters,
         clusterset,
         forward,
+        tsig_keys,
+        transfer,
     })
 }
 
@@ -204,18 +224,23 @@ fn tls_settings(cx: &Ctx<'_>, raw: &RawConfig) -> Result<Option<TlsSettings>, Co
     }))
 }
 
-fn parse_net(s: &str) -> Option<IpNet> {
+pub(super) fn parse_net(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-fn zone_name(cx: &Ctx<'_>, key: String, value: &str) -> Result<WireName, ConfigError> {
+pub(super) fn zone_name(cx: &Ctx<'_>, key: String, value: &str) -> Result<WireName, ConfigError> {
     WireName::parse(value)
         .map_err(|e| cx.err(key, value, format!("is not a valid DNS zone name: it {e}")))
 }
 
-fn cluster(cx: &Ctx<'_>, i: usize, rc: &RawCluster) -> Result<ClusterSettings, ConfigError> {
+fn cluster(
+    cx: &Ctx<'_>,
+    i: usize,
+    rc: &RawCluster,
+    tsig_keys: &[super::TsigKey],
+) -> Result<ClusterSettings, ConfigError> {
     let key = |k: &str| format!("clusters[{i}].{k}");
     if !is_rfc1123_label(&rc.name) {
         return Err(cx.err(
@@ -236,6 +261,33 @@ fn cluster(cx: &Ctx<'_>, i: usize, rc: &RawCluster) -> Result<ClusterSettings, C
     }
     if let (Some(_), Some(ctx)) = (&rc.manifests, &rc.context) {
         return Err(cx.err(key("context"), ctx, "cannot be used with manifests"));
+    }
+    if let Some(p) = &rc.primary {
+        // A transferred zone is the primary's, whole: no other source, and
+        // no namespace filter (it cannot share its zone).
+        for (k, set) in [
+            ("kubeconfig", rc.kubeconfig.is_some()),
+            ("context", rc.context.is_some()),
+            ("manifests", rc.manifests.is_some()),
+            ("namespaces", !rc.namespaces.is_empty()),
+        ] {
+            if set {
+                return Err(cx.err(
+                    key(k),
+                    &rc.name,
+                    "cannot be used with primary: the zone comes whole from its primary",
+                ));
+            }
+        }
+        return Ok(ClusterSettings {
+            name: rc.name.clone(),
+            zone,
+            source: Source::Primary(super::transfer::primary(cx, i, p, tsig_keys)?),
+            namespaces: Vec::new(),
+            service_address: rc.service_address,
+            pods: rc.pods,
+            endpoint_pod_names: rc.endpoint_pod_names,
+        });
     }
     let source = match (&rc.manifests, &rc.kubeconfig) {
         (Some(dir), Some(_)) => {
@@ -365,7 +417,7 @@ fn check_cluster_names_and_zones(
     Ok(())
 }
 
-fn duration(
+pub(super) fn duration(
     cx: &Ctx<'_>,
     key: &str,
     value: Option<&str>,
@@ -469,7 +521,7 @@ fn forward_zone(cx: &Ctx<'_>, i: usize, f: &RawForward) -> Result<ForwardSetting
     })
 }
 
-fn parse_upstream(s: &str) -> Option<Upstream> {
+pub(super) fn parse_upstream(s: &str) -> Option<Upstream> {
     fn addr(s: &str, default_port: u16) -> Option<SocketAddr> {
         s.parse::<SocketAddr>().ok().or_else(|| {
             s.parse::<IpAddr>()

@@ -6,6 +6,7 @@
 pub mod convert;
 mod kube;
 mod manifests;
+mod primary;
 
 pub use manifests::{Parsed, parse_documents};
 
@@ -59,6 +60,8 @@ pub fn spawn_cluster(settings: &ClusterSettings, handle: Arc<ClusterHandle>) -> 
     let (tx, rx) = mpsc::channel(4096);
     let kinds = kinds_for(settings);
     let scopes: Vec<Scope> = match &settings.source {
+        // A transferred zone is synced by its first complete transfer.
+        Source::Primary(_) => Vec::new(),
         Source::Manifests(_) => kinds.iter().map(|k| (*k, None)).collect(),
         Source::Kube { .. } if settings.namespaces.is_empty() => {
             kinds.iter().map(|k| (*k, None)).collect()
@@ -71,6 +74,14 @@ pub fn spawn_cluster(settings: &ClusterSettings, handle: Arc<ClusterHandle>) -> 
     };
     let mut tasks = Vec::new();
     match &settings.source {
+        Source::Primary(p) => {
+            // The primary source publishes snapshots itself (they are built
+            // from records, not objects): no object writer.
+            return ClusterTasks(vec![CancelOnDrop(tokio::spawn(primary::run(
+                p.clone(),
+                handle,
+            )))]);
+        }
         Source::Manifests(dir) => {
             tasks.push(tokio::spawn(manifests::run(dir.clone(), kinds, tx)));
         }
