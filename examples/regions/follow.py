@@ -7,8 +7,11 @@ at a time, a few milliseconds apart, so the measurement costs little next to wha
 
 usage: follow.py TIMEOUT_S NAME EXPECTED_IPS SERVER...
   EXPECTED_IPS: comma-separated A records, in any order.
-  prints one line per server: "<server> <epoch ms when it first answered EXPECTED_IPS>" or
-  "<server> timeout <last answer>", and exits when every server has answered or timed out.
+  prints one line per server, once it has answered EXPECTED_IPS or timed out:
+    "<server> <sent ms of the first query answered right> <sent ms of the last query before it>"
+    "<server> timeout <last answer>"
+  (epoch milliseconds; the change reached the server between the two times, so a gap between
+  them, when this process got no CPU, shows as a gap rather than as latency).
 """
 
 import sys
@@ -38,6 +41,7 @@ def main() -> None:
     want = ",".join(sorted(expected.split(",")))
     deadline = time.time() + timeout
     last = {s: "" for s in servers}
+    previous = {s: 0.0 for s in servers}
     pending = list(servers)
     while pending and time.time() < deadline:
         for server in list(pending):
@@ -45,8 +49,9 @@ def main() -> None:
             got = answer(server, name)
             last[server] = got
             if got == want:
-                print(f"{server} {int(started * 1000)}", flush=True)
+                print(f"{server} {int(started * 1000)} {int(previous[server] * 1000)}", flush=True)
                 pending.remove(server)
+            previous[server] = started
         time.sleep(0.005)
     for server in pending:
         print(f"{server} timeout {last[server]}", flush=True)

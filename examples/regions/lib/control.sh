@@ -111,31 +111,42 @@ start_apiserver() {
 }
 
 # ---- crossdns -----------------------------------------------------------------------------
+# crossdns_config REGION REPLICA: the replica's config. watch-all mode: every region's
+# apiserver is watched. site mode: only its own; the others' zones come by zone transfer.
 crossdns_config() {
-  if [ "$MODE" = site ]; then site_config "$@"; else watch_all_config "$@"; fi
-}
-
-# watch-all mode: every replica watches every region's apiserver.
-watch_all_config() {
-  local r=$1 x=$2 s
+  local r=$1 x=$2 mode=${MODE:?}
+  echo "# crossdns in region$r (replica $x), $mode mode."
   cat <<EOF
-# crossdns in region$r (replica $x): watches every region's apiserver and serves every zone.
 dns:
   listen: ["10.200.$r.${XDNS_OCTET[$x]}:53"]
   ttl: 5
 allow: ["10.200.0.0/16", "127.0.0.0/8"]
 admin:
   listen: "127.0.0.1:9153"
-clusters:
 EOF
+  if [ "$mode" = site ]; then site_transfer "$r"; fi
+  echo "# service_address: endpoints: pod IPs are routable between the regions, ClusterIPs are not."
+  echo "clusters:"
+  local s
   for s in "${REGIONS[@]}"; do
     cat <<EOF
   - name: region$s
     zone: cluster.region$s
-    kubeconfig: $RUN/r$s/kubeconfig
-    # Pod IPs are routable between the regions, so answer them, not ClusterIPs.
-    service_address: endpoints
 EOF
+    if [ "$mode" = site ] && [ "$s" != "$r" ]; then
+      # site mode (design.md §7): only the own region's apiserver is watched; the other
+      # regions' zones come from their crossdns replicas by zone transfer (NOTIFY + IXFR,
+      # TSIG-signed), so only the TSIG key crosses regions, not apiserver credentials.
+      cat <<EOF
+    primary:
+      servers: ["10.200.$s.${XDNS_OCTET[a]}:53", "10.200.$s.${XDNS_OCTET[b]}:53"]
+      key: sites
+      poll: 1s
+EOF
+    else
+      echo "    kubeconfig: $RUN/r$s/kubeconfig"
+    fi
+    echo "    service_address: endpoints"
   done
   cat <<EOF
 clusterset:
@@ -147,23 +158,15 @@ clusterset:
 EOF
 }
 
-# site mode (design.md §7): a replica watches only its own region's apiserver and serves its
-# zone as a primary; the other regions' zones come from their crossdns by zone transfer
-# (NOTIFY + IXFR, TSIG-signed). Only the TSIG key crosses regions, not apiserver credentials.
-site_config() {
-  local r=$1 x=$2 s y notify="" servers
+# site mode: the TSIG key and the transfers this replica serves as its zone's primary, with a
+# NOTIFY to every other region's replicas on each change.
+site_transfer() {
+  local r=$1 s y notify=""
   for s in "${REGIONS[@]}"; do
     [ "$s" = "$r" ] && continue
     for y in a b; do notify+="\"10.200.$s.${XDNS_OCTET[$y]}:53\", "; done
   done
   cat <<EOF
-# crossdns in region$r (replica $x), site mode: watches its own apiserver only.
-dns:
-  listen: ["10.200.$r.${XDNS_OCTET[$x]}:53"]
-  ttl: 5
-allow: ["10.200.0.0/16", "127.0.0.0/8"]
-admin:
-  listen: "127.0.0.1:9153"
 tsig_keys:
   - name: sites
     algorithm: hmac-sha256
@@ -172,32 +175,6 @@ transfer:
   allow: ["10.200.0.0/16"]
   key: sites
   notify: [${notify%, }]
-clusters:
-  - name: region$r
-    zone: cluster.region$r
-    kubeconfig: $RUN/r$r/kubeconfig
-    service_address: endpoints
-EOF
-  for s in "${REGIONS[@]}"; do
-    [ "$s" = "$r" ] && continue
-    servers="\"10.200.$s.${XDNS_OCTET[a]}:53\", \"10.200.$s.${XDNS_OCTET[b]}:53\""
-    cat <<EOF
-  - name: region$s
-    zone: cluster.region$s
-    primary:
-      servers: [$servers]
-      key: sites
-      poll: 1s
-    service_address: endpoints
-EOF
-  done
-  cat <<EOF
-clusterset:
-  zone: clusterset.local
-  local: region$r
-  policy: local-first
-  stale_after: ${STALE_AFTER_S}s
-  all_down: servfail
 EOF
 }
 

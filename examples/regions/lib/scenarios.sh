@@ -30,7 +30,9 @@ SRV_CS="_etcd-client-ssl._tcp.$SERVICE_CS"
 srv_count_in() { srv_targets "$1" "$2" "$3" | tr ' ' '\n' | grep -c "\.region$4\.etcd\." || true; }
 
 # poll_until OUT LIMIT_S CMD...: in the background, run CMD every 20 ms until it succeeds, then
-# write the time (ms) to OUT; "timeout" after LIMIT_S. OUT is added to POLLS.
+# write "<ms when the first success returned> <ms when the last failure was started>" to OUT
+# ("timeout" after LIMIT_S). The change it waits for happened between the two. OUT is added
+# to POLLS.
 POLLS=()
 poll_until() {
   local out=$1 limit=$2
@@ -39,14 +41,18 @@ poll_until() {
   POLLS+=("$out")
   (
     deadline=$(($(now_ms) + limit * 1000))
-    until "$@" >/dev/null 2>&1; do
-      if [ "$(now_ms)" -ge "$deadline" ]; then
+    before=0
+    while :; do
+      started=$(now_ms)
+      if "$@" >/dev/null 2>&1; then break; fi
+      before=$started
+      if [ "$started" -ge "$deadline" ]; then
         echo timeout >"$out"
         exit 0
       fi
       sleep 0.02
     done
-    now_ms >"$out"
+    echo "$(now_ms) $before" >"$out"
   ) &
 }
 
@@ -290,7 +296,8 @@ scenario_pod_move() {
   # EndpointSlice is written.
   local followers=()
   for s in "${REGIONS[@]}"; do
-    nsx "$(asker "$s")" "$PYTHON" "$HERE/follow.py" 10 "$name" "$new_ip" \
+    # Niced up, so that a loaded machine delays the observer less than what it observes.
+    nsx "$(asker "$s")" nice -n -10 "$PYTHON" "$HERE/follow.py" 10 "$name" "$new_ip" \
       "$(kdns_ip "$s")" "$(xdns_ip "$s" a)" "$(xdns_ip "$s" b)" >"$RUN/follow-r$s" 2>&1 &
     followers+=($!)
   done
@@ -303,36 +310,48 @@ scenario_pod_move() {
   # The clock starts when the apiserver applied the new EndpointSlice (the timestamp of its
   # log line): from there on it is the watch event that crossdns answers within 1 s. The
   # folder scan before it is the test apiserver's, not part of what is measured.
-  local applied published lag="" x
+  local applied published lag="" x worst_published=0
   applied=$(log_ms "$LOGS/apiserver-r$r.log" "applied object=EndpointSlice default/etcd-r$r" "$t0")
   [ -n "$applied" ] || fail name-follow "the apiserver's log shows no update of EndpointSlice etcd-r$r"
   for s in "${REGIONS[@]}"; do
     for x in a b; do
       published=$(log_ms "$LOGS/crossdns-r$s-$x.log" "published snapshot cluster=region$r " "$applied")
-      if [ -n "$published" ]; then lag+="$((published - applied))/"; else lag+="?/"; fi
+      [ -n "$published" ] || fail name-follow "crossdns region$s/$x logged no snapshot of region$r after the update"
+      lag+="$((published - applied))/"
+      [ $((published - applied)) -le "$worst_published" ] || worst_published=$((published - applied))
     done
   done
-  local worst=0 detail="" server v ms seen who
+  # Each resolver got the change between its last old answer and its first new one. A query
+  # sent more than 1 s after the update that still got the old answer breaks the bound; a
+  # first new answer later than 1 s after a last old one before it means the observer was
+  # not scheduled in between, and then crossdns's own publish times decide.
+  local worst=0 detail="" server v before ms seen who starved=""
   for s in "${REGIONS[@]}"; do
     seen=$(cat "$RUN/follow-r$s")
     [ "$(wc -l <<<"$seen")" = 3 ] || fail name-follow "follow.py in region$s: $seen"
-    while read -r server v _; do
+    while read -r server v before; do
       [ "$v" != timeout ] || fail name-follow "$server (region$s) did not answer $new_ip for $name within 10 s: $seen"
-      ms=$((v - applied))
-      [ "$ms" -le "$worst" ] || worst=$ms
       case $server in
         "$(kdns_ip "$s")") who="r$s kube-dns" ;;
         "$(xdns_ip "$s" a)") who="r$s crossdns-a" ;;
         *) who="r$s crossdns-b" ;;
       esac
+      ms=$((v - applied))
+      [ $((before - applied)) -le 1000 ] ||
+        fail name-follow "$who still answered the old data to a query sent $((before - applied)) ms after the update (bound 1 s)"
+      if [ "$ms" -gt 1000 ]; then starved+="$who asked nothing from +$((before - applied)) to +$ms ms, "; fi
+      [ "$ms" -le "$worst" ] || worst=$ms
       detail+="$who ${ms}ms, "
     done <<<"$seen"
   done
   MOVE_FOLLOWED_MS=$(now_ms)
   local why="apiserver applied the file $((applied - t0)) ms after it was written; crossdns replicas (r1a/r1b/r2a/r2b/r3a/r3b) published it ${lag%/} ms after that"
-  [ "$worst" -le 1000 ] ||
-    fail name-follow "slowest resolver answered the new IP $worst ms after the update (bound 1 s): ${detail%, }; $why"
-  pass name-follow "$name -> $new_ip within $worst ms of the update at every resolver of every region (bound 1 s)"
+  if [ -n "$starved" ]; then
+    [ "$worst_published" -le 1000 ] ||
+      fail name-follow "a crossdns replica published the change $worst_published ms after the update (bound 1 s); $why"
+    info "the observer was not scheduled in time (${starved%, }); crossdns's logs decide: $why"
+  fi
+  pass name-follow "$name -> $new_ip within $worst ms of the update at every resolver of every region (bound 1 s)${starved:+ (observer delayed; decided by the crossdns logs)}"
   report "name follow after the pod move" "slowest $worst ms after the apiserver applied the update: ${detail%, }"
   report "  where the time went" "$why"
 
@@ -372,7 +391,9 @@ leader_name() {
 
 srv_has() { [ "$(srv_count_in "$1" "$2" "$SRV_CS" "$3")" = "$4" ]; }
 
-since() { echo $(($(cat "$1") - $2)); }
+# since FILE T: ms from T to the first success recorded in FILE; before FILE T: to the last failure.
+since() { echo $(($(cut -d' ' -f1 "$1") - $2)); }
+before() { echo $(($(cut -d' ' -f2 "$1") - $2)); }
 
 scenario_region_cut() {
   phase region-cut
@@ -401,9 +422,11 @@ scenario_region_cut() {
     who=${f##*/cut-}
     [ "$(cat "$f")" != timeout ] || fail clusterset-stale "$who still lists region$c's members $((STALE_AFTER_S + 15)) s after the cut"
     ms=$(since "$f" "$t_cut")
-    # Never before stale_after (a shorter stall changes nothing), and soon after it.
-    [ "$ms" -ge $((stale - 100)) ] || fail clusterset-stale "$who dropped region$c after $ms ms, before stale_after ($stale ms)"
-    [ "$ms" -le $((stale + 3000)) ] || fail clusterset-stale "$who dropped region$c after $ms ms (stale_after $stale ms)"
+    # Never before stale_after (a shorter stall changes nothing), and soon after it: within
+    # one 500 ms probe interval, plus a second for a busy machine.
+    [ "$ms" -ge $((stale - 50)) ] || fail clusterset-stale "$who dropped region$c $ms ms after the cut, before stale_after ($stale ms)"
+    [ "$(before "$f" "$t_cut")" -le $((stale + 1500)) ] ||
+      fail clusterset-stale "$who still listed region$c $(before "$f" "$t_cut") ms after the cut (stale_after $stale ms)"
     detail+="$who $(secs "$ms"), "
   done
   for f in "$RUN"/cut-r*-kube-dns "$RUN/cut-r$c-own"; do
