@@ -64,10 +64,11 @@ fn netns_unavailable() -> Option<String> {
     }
 }
 
-/// The fake-apiserver binary of this build: beside the test's own target directory
-/// (`target/<profile>/fake-apiserver`). `cargo test --workspace` has just built it; otherwise
-/// (`cargo test --test regions`) `cargo build -p fake-apiserver` brings it up to date, a no-op
-/// when it already is.
+/// The fake-apiserver binary of this build, beside the test's own target directory
+/// (`target/<profile>/fake-apiserver`). `cargo test --workspace` has just built it and it is
+/// used as it is; when it is missing or older than its sources (`cargo test --test regions`
+/// after an edit), `cargo build -p fake-apiserver` makes it first. (Building it every time would
+/// rebuild it with `-p`'s feature set, which differs from the workspace's.)
 fn fake_apiserver() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/regions-<hash>
@@ -76,7 +77,22 @@ fn fake_apiserver() -> PathBuf {
         .and_then(Path::parent)
         .expect("test executable under target/<profile>/deps");
     let bin = profile_dir.join("fake-apiserver");
-    let release = profile_dir.file_name().is_some_and(|p| p == "release");
+    let sources = root().join("tests/fake-apiserver");
+    let newest_source = [
+        sources.join("src"),
+        sources.join("Cargo.toml"),
+        root().join("Cargo.lock"),
+    ]
+    .iter()
+    .filter_map(|p| newest_mtime(p))
+    .max();
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some(newest)) = (built, newest_source)
+        && built >= newest
+    {
+        eprintln!("using {} (newer than its sources)", bin.display());
+        return bin;
+    }
     let mut build = Command::new(env!("CARGO"));
     build.current_dir(root()).args([
         "build",
@@ -86,17 +102,30 @@ fn fake_apiserver() -> PathBuf {
         "--bin",
         "fake-apiserver",
     ]);
-    if release {
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
         build.arg("--release");
     }
     eprintln!(
-        "building fake-apiserver if out of date ({}): {build:?}",
+        "{} is missing or older than its sources: {build:?}",
         bin.display()
     );
     let status = build.status().expect("running cargo build");
     assert!(status.success(), "cargo build -p fake-apiserver: {status}");
     assert!(bin.is_file(), "{} missing after the build", bin.display());
     bin
+}
+
+/// The newest modification time of a file, or of any file under a folder.
+fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .flatten()
+        .filter_map(|e| newest_mtime(&e.path()))
+        .max()
 }
 
 /// The last lines of every log the script kept, for a failed run.

@@ -59,6 +59,8 @@ declare -A POD_IP=()
 . "$HERE/lib/control.sh"
 # shellcheck source=lib/etcd.sh
 . "$HERE/lib/etcd.sh"
+# shellcheck source=lib/observe.sh
+. "$HERE/lib/observe.sh"
 # shellcheck source=lib/scenarios.sh
 . "$HERE/lib/scenarios.sh"
 
