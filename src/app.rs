@@ -13,10 +13,12 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use crate::answer::Engine;
 use crate::config::{ClusterSettings, Settings, Source};
+use crate::dnsname::WireName;
 use crate::forward::Forwarder;
-use crate::index::{ClusterHandle, ClusterMetrics, ClusterSpec};
+use crate::index::{ClusterHandle, ClusterMetrics, ClusterSpec, ZoneJournal};
 use crate::listen::{self, Shared, TlsAcceptor, UdpWorkers};
 use crate::metrics::{MetricSource, Metrics};
+use crate::transfer::Transfers;
 use crate::watch::{self, CancelOnDrop, ClusterTasks};
 use crate::zones::ZoneTable;
 
@@ -130,6 +132,7 @@ pub struct Prepared {
     watched: Vec<Watched>,
     engine: Arc<Engine>,
     forwarder: Arc<Forwarder>,
+    transfers: Arc<Transfers>,
     metrics: Metrics,
 }
 
@@ -138,6 +141,8 @@ pub struct Prepared {
 /// running config's) share its watch and index instead of starting over.
 fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
     // watch → index: one handle (publication point) and task set per cluster.
+    let mut journals: std::collections::HashMap<WireName, Arc<ZoneJournal>> =
+        std::collections::HashMap::new();
     let watched: Vec<Watched> = settings
         .clusters
         .iter()
@@ -148,7 +153,16 @@ fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
                 tracing::info!(cluster = %c.name, "cluster unchanged; keeping its watch");
                 return w.clone();
             }
-            let handle = Arc::new(ClusterHandle::new(spec));
+            // Clusters sharing a zone share its serial and journal.
+            let journal = journals
+                .entry(spec.zone.clone())
+                .or_insert_with(|| {
+                    keep.iter()
+                        .find(|w| w.handle.spec.zone == spec.zone)
+                        .map_or_else(Arc::default, |w| Arc::clone(&w.handle.journal))
+                })
+                .clone();
+            let handle = Arc::new(ClusterHandle::with_journal(spec, journal));
             Watched {
                 settings: c.clone(),
                 kubeconfig,
@@ -162,6 +176,8 @@ fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
     let zones = ZoneTable::new(&settings);
     let engine = Arc::new(Engine::new(&settings, &zones, &clusters));
     let forwarder = Arc::new(Forwarder::new(&settings.forward, &zones)?);
+    // Zone transfers and NOTIFY, beside the engine.
+    let transfers = Arc::new(Transfers::new(&settings, &zones, &clusters));
     // Each stage owns its counters; metrics encodes them in this order.
     let mut sources: Vec<Arc<dyn MetricSource>> = vec![Arc::new(ClusterMetrics(clusters.clone()))];
     if let Some(cs) = engine.clusterset_stats() {
@@ -175,6 +191,7 @@ fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
         watched,
         engine,
         forwarder,
+        transfers,
         metrics,
     })
 }
@@ -188,11 +205,13 @@ pub async fn listen_on(p: Prepared) -> anyhow::Result<Running> {
         watched,
         engine,
         forwarder,
+        transfers,
         metrics,
     } = p;
     let shared = Shared {
         engine: Arc::clone(&engine),
         forwarder: Arc::clone(&forwarder),
+        transfers: Arc::clone(&transfers),
         metrics: metrics.clone(),
     };
     let mut tasks = vec![spawn(Arc::clone(&forwarder).probe_forever())];

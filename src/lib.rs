@@ -22,6 +22,7 @@ pub mod index;
 pub mod listen;
 pub mod metrics;
 pub mod tls;
+pub mod transfer;
 pub mod watch;
 pub mod wire;
 pub mod zones;

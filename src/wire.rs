@@ -14,6 +14,12 @@ pub const EDNS_UDP: u16 = 1232;
 
 pub use crate::dnscode::{qtype, rcode};
 
+/// RFC 1035 §4.1.1 / RFC 1996 §3: the opcodes crossdns answers.
+pub mod opcode {
+    pub const QUERY: u8 = 0;
+    pub const NOTIFY: u8 = 4;
+}
+
 pub const CLASS_IN: u16 = 1;
 pub const CLASS_ANY: u16 = 255;
 
@@ -36,6 +42,8 @@ pub struct Query<'a> {
     pub qtype: u16,
     pub qclass: u16,
     pub edns: Option<Edns>,
+    /// `opcode::QUERY` or `opcode::NOTIFY`.
+    pub opcode: u8,
 }
 
 /// Why a packet is not a query we answer normally.
@@ -80,7 +88,7 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, Reject> {
         rcode: rcode::FORMERR,
     };
     let opcode = (flags[0] >> 3) & 0x0F;
-    if opcode != 0 {
+    if !matches!(opcode, opcode::QUERY | opcode::NOTIFY) {
         return Err(Reject::Reply {
             id,
             flags,
@@ -190,6 +198,7 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, Reject> {
         qtype,
         qclass,
         edns,
+        opcode,
     })
 }
 

@@ -46,6 +46,8 @@ pub enum Role {
     Clusterset,
     /// A stub zone: sent to upstreams.
     Forward,
+    /// The RFC 9432 catalog of transferable zones (`transfer.catalog`).
+    Catalog,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +80,9 @@ impl ZoneTable {
         }
         for f in &settings.forward {
             t.add(&f.zone, Role::Forward);
+        }
+        if let Some(catalog) = settings.transfer.as_ref().and_then(|t| t.catalog.as_ref()) {
+            t.add(catalog, Role::Catalog);
         }
         t
     }

@@ -241,6 +241,7 @@ fn configmap_holds_a_valid_crossdns_config() {
                 remote.insert(&cl.name);
             }
             Source::Manifests(_) => panic!("cluster {} reads a folder", cl.name),
+            Source::Primary(_) => panic!("cluster {} is transferred", cl.name),
         }
     }
     assert_eq!(in_cluster, 1);

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::Found;
 use crate::config::{PodsMode, Settings};
 use crate::dnsname::WireName;
-use crate::grammar::ClusterName;
-use crate::index::{ClusterHandle, Snapshot, SnapshotGuard};
+use crate::grammar::{self, ClusterName};
+use crate::index::{ClusterHandle, Node, Snapshot, SnapshotGuard};
 
 /// A cluster serving (part of) a zone: all namespaces, or only these.
 #[derive(Debug)]
@@ -30,6 +30,9 @@ impl Member {
 #[derive(Debug)]
 pub(super) struct ClusterZone {
     members: Vec<Member>,
+    /// The TXT of a namespace mark (`_crossdns.<ns>.svc|pod.<zone>`), when
+    /// the zone is transferable (design.md §7).
+    marker: Option<Node>,
 }
 
 impl ClusterZone {
@@ -50,13 +53,22 @@ impl ClusterZone {
                 cluster: Arc::clone(handle),
             })
             .collect();
-        Self { members }
+        let marker = settings
+            .transfer
+            .is_some()
+            .then(|| crate::index::meta::namespace_marker(settings.dns.ttl));
+        Self { members, marker }
+    }
+
+    /// The zone's journal (its serial), shared by its members.
+    pub(super) fn journal(&self) -> Option<Arc<crate::index::ZoneJournal>> {
+        self.members.first().map(|m| Arc::clone(&m.cluster.journal))
     }
 
     /// What `name` holds; the answer may borrow the snapshot loaded into
     /// `guard`.
     pub(super) fn lookup<'g>(
-        &self,
+        &'g self,
         name: ClusterName<'_>,
         guard: &'g mut Option<SnapshotGuard>,
     ) -> Found<'g> {
@@ -107,6 +119,16 @@ impl ClusterZone {
                 snap.service(service.key)
                     .is_some_and(|svc| svc.is_proto_label(proto)),
             ),
+            ClusterName::ServiceMeta { name, namespace } => {
+                let mut buf = [0u8; 128];
+                grammar::service_key_into(&mut buf, name, namespace)
+                    .and_then(|key| snap.service_meta(key))
+                    .map_or(Found::Nxdomain, Found::Node)
+            }
+            ClusterName::NamespaceMeta(ns) => match &self.marker {
+                Some(marker) if snap.has_namespace(ns) => Found::Node(marker),
+                _ => Found::Nxdomain,
+            },
             ClusterName::Srv { key, service } => snap
                 .service(service.key)
                 .and_then(|svc| svc.srv.get(key))

@@ -27,7 +27,7 @@ use crate::zones::{Role, ZoneId, ZoneTable};
 use cluster::ClusterZone;
 use clusterset::{ClustersetStats, ClustersetZone};
 pub use reply::Merged;
-use reply::{Emitted, Owner, ZoneRecords};
+use reply::{Emitted, Owner, Serial, ZoneRecords};
 
 /// How the query arrived: decides the response size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,14 @@ pub enum Step {
         limit: usize,
         qtype: u16,
     },
+    /// An AXFR or IXFR over TCP or TLS for a zone crossdns serves: answer
+    /// it with `Transfers::serve` (design.md §7), which checks
+    /// `transfer.allow` and TSIG itself.
+    Transfer { zone: ZoneId, qtype: u16 },
+    /// A NOTIFY (RFC 1996) about `zone` (`None`: no zone crossdns serves):
+    /// answer it with `Transfers::notified`, which accepts it only from a
+    /// configured primary.
+    Notify { zone: Option<ZoneId> },
 }
 
 /// What a name holds, as the reply writer needs it.
@@ -105,6 +113,8 @@ enum Kind {
     Clusterset(ClustersetZone),
     /// A stub zone: handed to the forwarder.
     Forward,
+    /// The catalog zone: transferred, not queried.
+    Catalog,
 }
 
 #[derive(Debug)]
@@ -158,8 +168,15 @@ impl Engine {
                     )
                 }
                 Role::Forward => (Kind::Forward, None),
+                Role::Catalog => (Kind::Catalog, None),
             };
             by_apex.insert(z.apex.as_bytes().into(), z.id);
+            // A cluster zone's serial is its journal's (shared by the
+            // clusters of a shared zone); the others' is the start time.
+            let serial = match &kind {
+                Kind::Cluster(c) => c.journal().map_or(Serial::Fixed(serial), Serial::Journal),
+                _ => Serial::Fixed(serial),
+            };
             let records = ZoneRecords::new(&z.apex, ttl, serial, version, &settings.dns.advertise);
             zones.push(Zone {
                 id: z.id,
@@ -188,6 +205,16 @@ impl Engine {
         match self.step(packet, client, transport, out) {
             Step::Reply(o) => Some(o),
             Step::Drop => None,
+            Step::Transfer { .. } | Step::Notify { .. } => {
+                let q = wire::parse(packet).ok()?;
+                ResponseWriter::new(out, &q).finish(&q, rcode::REFUSED, false, false);
+                Some(Outcome {
+                    rcode: rcode::REFUSED,
+                    qtype: q.qtype,
+                    zone: None,
+                    truncated: false,
+                })
+            }
             Step::Forward { zone, .. } => {
                 let q = wire::parse(packet).ok()?;
                 ResponseWriter::new(out, &q).finish(&q, rcode::SERVFAIL, false, false);
@@ -237,17 +264,42 @@ impl Engine {
         if q.edns.is_some_and(|e| e.version != 0) {
             return refuse(out, rcode::BADVERS);
         }
-        if !self.allow.allows(client) {
+        if !matches!(q.qclass, wire::CLASS_IN | wire::CLASS_ANY) {
             return refuse(out, rcode::REFUSED);
         }
-        if !matches!(q.qclass, wire::CLASS_IN | wire::CLASS_ANY)
-            || matches!(q.qtype, qtype::AXFR | qtype::IXFR)
-        {
+        // NOTIFY and zone transfers have access rules of their own
+        // (`transfer.allow`, the configured primaries), not `allow`.
+        if q.opcode == wire::opcode::NOTIFY {
+            let zone = self.find_zone(&q.name).filter(|(_, at)| *at == 0);
+            return Step::Notify {
+                zone: zone.map(|(z, _)| z.id),
+            };
+        }
+        if matches!(q.qtype, qtype::AXFR | qtype::IXFR) {
+            // RFC 5936 §4.2: AXFR is TCP only; IXFR over UDP may be
+            // answered "use TCP", and REFUSED is allowed (design.md §7).
+            return match self.find_zone(&q.name) {
+                Some((zone, 0))
+                    if transport == Transport::Tcp
+                        && matches!(zone.kind, Kind::Cluster(_) | Kind::Catalog) =>
+                {
+                    Step::Transfer {
+                        zone: zone.id,
+                        qtype: q.qtype,
+                    }
+                }
+                _ => refuse(out, rcode::REFUSED),
+            };
+        }
+        if !self.allow.allows(client) {
             return refuse(out, rcode::REFUSED);
         }
         let Some((zone, at)) = self.find_zone(&q.name) else {
             return refuse(out, rcode::REFUSED);
         };
+        if let Kind::Catalog = zone.kind {
+            return refuse(out, rcode::REFUSED);
+        }
         if let Kind::Forward = zone.kind {
             return Step::Forward {
                 zone: zone.id,
@@ -290,7 +342,7 @@ impl Engine {
                 reverse::lookup(&self.clusters, grammar::parse_reverse(*family, name, at))
             }
             Kind::Clusterset(cs) => cs.lookup(grammar::parse_clusterset(name, at), want),
-            Kind::Forward => Found::Servfail,
+            Kind::Forward | Kind::Catalog => Found::Servfail,
         }
     }
 

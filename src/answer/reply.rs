@@ -6,13 +6,15 @@
 
 use std::net::IpAddr;
 
+use std::sync::Arc;
+
 use hickory_proto::rr::RData;
-use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, TXT};
 
 use super::Found;
 use crate::dnsname::{QName, WireName};
 use crate::grammar;
-use crate::index::{Node, Rrset, push_rr_tail};
+use crate::index::{Node, Rrset, ZoneJournal, apex, push_rr_tail};
 use crate::wire::{self, CLASS_IN, Chunk, HEADER_LEN, Query, ResponseWriter, qtype, rcode};
 
 /// Answer bytes assembled at query time (the clusterset's merged answers):
@@ -30,8 +32,11 @@ pub struct Merged {
 #[derive(Debug)]
 pub(super) struct ZoneRecords {
     ttl: u32,
-    /// SOA from TYPE on (its owner is written per reply).
+    /// SOA from TYPE on (its owner is written per reply); the serial at
+    /// `serial_at` is rewritten from `serial` on every use.
     soa_tail: Vec<u8>,
+    serial_at: usize,
+    serial: Serial,
     ns_tail: Vec<u8>,
     /// TXT with the zone's schema version, where it has one.
     version_tail: Option<Vec<u8>>,
@@ -42,32 +47,44 @@ pub(super) struct ZoneRecords {
     glue_count: u16,
 }
 
+/// Where a zone's SOA serial comes from.
+#[derive(Debug, Clone)]
+pub(super) enum Serial {
+    /// Fixed at start (reverse zones, the clusterset: answers chosen per query).
+    Fixed(u32),
+    /// The zone's journal: it rises with every published change (design.md §7).
+    Journal(Arc<ZoneJournal>),
+}
+
+impl Serial {
+    fn get(&self) -> u32 {
+        match self {
+            Serial::Fixed(s) => *s,
+            Serial::Journal(j) => j.serial(),
+        }
+    }
+}
+
 impl ZoneRecords {
     pub(super) fn new(
         apex: &WireName,
         ttl: u32,
-        serial: u32,
+        serial: Serial,
         version: Option<&str>,
         advertise: &[IpAddr],
     ) -> Self {
-        let mname = grammar::ns_name(apex).unwrap_or_else(|_| apex.clone());
-        let rname = grammar::hostmaster_name(apex).unwrap_or_else(|_| apex.clone());
-        // RFC 2308 §5: negative answers are cached for min(SOA TTL, MINIMUM);
-        // both are the configured TTL so NXDOMAINs expire like answers do.
-        let soa = SOA::new(
-            mname.to_hickory(),
-            rname.to_hickory(),
-            serial,
-            7200,
-            1800,
-            86400,
-            ttl,
-        );
+        let soa = apex::soa(apex, serial.get(), ttl);
+        // TYPE, CLASS, TTL, RDLENGTH (10), MNAME, RNAME (uncompressed,
+        // with their root labels), then SERIAL.
+        let wire_len = |n: Result<WireName, _>| n.map_or(0, |n: WireName| n.as_bytes().len() + 1);
+        let serial_at =
+            10 + wire_len(grammar::ns_name(apex)) + wire_len(grammar::hostmaster_name(apex));
         let tail = |rdata: &RData| {
             let mut v = Vec::new();
             push_rr_tail(&mut v, rdata, ttl);
             v
         };
+        let mname = grammar::ns_name(apex).unwrap_or_else(|_| apex.clone());
         let mut glue = Vec::new();
         let mut glue_count = 0u16;
         for ip in advertise {
@@ -78,11 +95,23 @@ impl ZoneRecords {
         Self {
             ttl,
             soa_tail: tail(&RData::SOA(soa)),
-            ns_tail: tail(&RData::NS(NS(mname.to_hickory()))),
+            serial_at,
+            serial,
+            ns_tail: tail(&RData::NS(apex::ns(apex))),
             version_tail: version.map(|v| tail(&RData::TXT(TXT::new(vec![v.to_owned()])))),
             advertise: advertise.to_vec(),
             glue,
             glue_count,
+        }
+    }
+
+    /// Appends the SOA from TYPE on, with the zone's current serial.
+    fn write_soa(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&self.soa_tail);
+        let at = start + self.serial_at;
+        if let Some(bytes) = out.get_mut(at..at + 4) {
+            bytes.copy_from_slice(&self.serial.get().to_be_bytes());
         }
     }
 }
@@ -160,12 +189,15 @@ pub(super) fn emit(
         Found::Nodata => negative(w, zone, owner, rcode::NOERROR),
         Found::Apex => {
             let mut n = 0;
-            for (t, tail) in [(qtype::SOA, &zone.soa_tail), (qtype::NS, &zone.ns_tail)] {
-                if any || want == t {
-                    w.buf().extend_from_slice(&owner.name);
-                    w.buf().extend_from_slice(tail);
-                    n += 1;
-                }
+            if any || want == qtype::SOA {
+                w.buf().extend_from_slice(&owner.name);
+                zone.write_soa(w.buf());
+                n += 1;
+            }
+            if any || want == qtype::NS {
+                w.buf().extend_from_slice(&owner.name);
+                w.buf().extend_from_slice(&zone.ns_tail);
+                n += 1;
             }
             if n == 0 {
                 return negative(w, zone, owner, rcode::NOERROR);
@@ -332,7 +364,7 @@ fn copy_owned(w: &mut ResponseWriter<'_>, owner: Owner, count: u16, records: &[u
 /// (RFC 2308 §2); its owner points at the zone's labels in the name.
 fn negative(w: &mut ResponseWriter<'_>, zone: &ZoneRecords, owner: Owner, rcode: u8) -> Emitted {
     w.buf().extend_from_slice(&owner.apex);
-    w.buf().extend_from_slice(&zone.soa_tail);
+    zone.write_soa(w.buf());
     w.count(1, 1);
     Emitted::Done(rcode)
 }

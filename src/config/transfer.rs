@@ -105,9 +105,14 @@ pub(super) fn tsig_keys(cx: &Ctx<'_>, raw: &[RawTsigKey]) -> Result<Vec<TsigKey>
         };
         let path = cx.resolve(&k.secret_file);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            cx.err(key("secret_file"), &k.secret_file, format!("cannot be read: {e}"))
+            cx.err(
+                key("secret_file"),
+                &k.secret_file,
+                format!("cannot be read: {e}"),
+            )
         })?;
-        let secret = parse_secret(&text).map_err(|why| cx.err(key("secret_file"), &k.secret_file, why))?;
+        let secret =
+            parse_secret(&text).map_err(|why| cx.err(key("secret_file"), &k.secret_file, why))?;
         if secret.len() < MIN_SECRET {
             return Err(cx.err(
                 key("secret_file"),
@@ -134,7 +139,9 @@ fn parse_secret(text: &str) -> Result<Vec<u8>, String> {
     let b64 = match text.find("secret") {
         Some(at) => {
             let rest = &text[at + "secret".len()..];
-            let open = rest.find('"').ok_or("has `secret` without a quoted value")?;
+            let open = rest
+                .find('"')
+                .ok_or("has `secret` without a quoted value")?;
             let rest = &rest[open + 1..];
             let close = rest.find('"').ok_or("has an unterminated secret \"...\"")?;
             &rest[..close]
@@ -158,7 +165,11 @@ fn find_key(
         .cloned()
         .ok_or_else(|| {
             let known: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
-            cx.err(key, name, format!("is not in tsig_keys (they are {known:?})"))
+            cx.err(
+                key,
+                name,
+                format!("is not in tsig_keys (they are {known:?})"),
+            )
         })
 }
 
@@ -233,7 +244,12 @@ pub(super) fn primary(
         .as_deref()
         .map(|k| find_key(cx, key("key"), k, keys))
         .transpose()?;
-    let poll = duration(cx, &key("poll"), raw.poll.as_deref(), Duration::from_secs(1))?;
+    let poll = duration(
+        cx,
+        &key("poll"),
+        raw.poll.as_deref(),
+        Duration::from_secs(1),
+    )?;
     if poll < Duration::from_millis(100) {
         return Err(cx.err(key("poll"), &raw.poll, "must be at least 100ms"));
     }

@@ -96,3 +96,72 @@ pub fn replica_host(statefulset: &str, i: u32) -> String {
 pub fn pod_name(zone: &WireName, namespace: &str, ip: IpAddr) -> Result<WireName, NameError> {
     under(&[&endpoint_label(ip), namespace, "pod"], zone)
 }
+
+/// `<svc>._crossdns.<ns>.svc.<zone>`: the Service's metadata (`index::meta`).
+pub fn service_meta_name(
+    zone: &WireName,
+    namespace: &str,
+    service: &str,
+) -> Result<WireName, NameError> {
+    under(&[service, super::META, namespace, "svc"], zone)
+}
+
+/// `_crossdns.<ns>.svc.<zone>` and `_crossdns.<ns>.pod.<zone>`: the marks of
+/// a namespace that exists.
+pub fn namespace_meta_names(zone: &WireName, namespace: &str) -> Result<[WireName; 2], NameError> {
+    Ok([
+        under(&[super::META, namespace, "svc"], zone)?,
+        under(&[super::META, namespace, "pod"], zone)?,
+    ])
+}
+
+/// `<svc>.<ns>` in wire form, written into `buf` from the two bare labels
+/// (the question has them apart, `<svc>._crossdns.<ns>`); `None` when they
+/// do not fit.
+pub fn service_key_into<'b>(
+    buf: &'b mut [u8; 128],
+    name: &[u8],
+    namespace: &[u8],
+) -> Option<&'b [u8]> {
+    let len = 2 + name.len() + namespace.len();
+    if len > buf.len() || name.len() > 63 || namespace.len() > 63 {
+        return None;
+    }
+    buf[0] = name.len() as u8;
+    buf[1..1 + name.len()].copy_from_slice(name);
+    let at = 1 + name.len();
+    buf[at] = namespace.len() as u8;
+    buf[at + 1..len].copy_from_slice(namespace);
+    Some(&buf[..len])
+}
+
+/// `<svc>.<ns>.svc.<zone>` from a snapshot's service key (`service_key`).
+pub fn service_name_of_key(zone: &WireName, key: &[u8]) -> Result<WireName, NameError> {
+    let labels: Vec<&str> = crate::dnsname::Labels::new(key)
+        .map(|l| std::str::from_utf8(l).unwrap_or(""))
+        .collect();
+    match labels[..] {
+        [service, namespace] => service_name(zone, namespace, service),
+        _ => Err(NameError::Empty),
+    }
+}
+
+/// `<svc>._crossdns.<ns>.svc.<zone>` from a snapshot's service key.
+pub fn service_meta_name_of_key(zone: &WireName, key: &[u8]) -> Result<WireName, NameError> {
+    let labels: Vec<&str> = crate::dnsname::Labels::new(key)
+        .map(|l| std::str::from_utf8(l).unwrap_or(""))
+        .collect();
+    match labels[..] {
+        [service, namespace] => service_meta_name(zone, namespace, service),
+        _ => Err(NameError::Empty),
+    }
+}
+
+/// A name below `name` by one wire-form prefix (`host` labels or an SRV
+/// key's two labels).
+pub fn prefixed(prefix_wire: &[u8], name: &WireName) -> Result<WireName, NameError> {
+    let labels: Vec<&str> = crate::dnsname::Labels::new(prefix_wire)
+        .map(|l| std::str::from_utf8(l).unwrap_or(""))
+        .collect();
+    WireName::from_labels(labels)?.join(name)
+}

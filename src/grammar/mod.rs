@@ -22,6 +22,10 @@ const POD: &[u8] = b"pod";
 const DNS: &[u8] = b"dns";
 const NS: &[u8] = b"ns";
 const DNS_VERSION: &[u8] = b"dns-version";
+/// The reserved first label of metadata names (design.md §7): no Service,
+/// namespace or host name can begin with `_`.
+pub const META: &str = "_crossdns";
+const META_LABEL: &[u8] = META.as_bytes();
 
 /// `<svc>.<ns>` of a name under `svc.<zone>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +76,13 @@ pub enum ClusterName<'q> {
     },
     /// `<a-b-c-d>.<ns>.pod.Z`, or a dashed IPv6 address.
     Pod { ip: IpAddr, namespace: &'q [u8] },
+    /// `<svc>._crossdns.<ns>.svc.Z`: the Service's clusterset metadata
+    /// (`index::meta`). Not below the Service's own name, so that name's
+    /// existence does not change.
+    ServiceMeta { name: &'q [u8], namespace: &'q [u8] },
+    /// `_crossdns.<ns>.svc.Z` and `_crossdns.<ns>.pod.Z`: a namespace that
+    /// exists, so that a copy of the zone has its empty non-terminals.
+    NamespaceMeta(&'q [u8]),
     /// No name of this shape exists (NXDOMAIN once the data that would say
     /// otherwise is there); `namespace` when it lies under one.
     Nonexistent { namespace: Option<&'q [u8]> },
@@ -88,7 +99,10 @@ impl ClusterName<'_> {
             | ClusterName::Host { service: s, .. }
             | ClusterName::Proto { service: s, .. }
             | ClusterName::Srv { service: s, .. } => Some(s.namespace),
-            ClusterName::Pod { namespace, .. } => Some(namespace),
+            ClusterName::Pod { namespace, .. } | ClusterName::ServiceMeta { namespace, .. } => {
+                Some(namespace)
+            }
+            ClusterName::NamespaceMeta(ns) => Some(ns),
             ClusterName::Nonexistent { namespace } => namespace,
             ClusterName::Apex
             | ClusterName::DnsVersion
@@ -234,6 +248,11 @@ pub fn parse_cluster(name: &QName, k: usize) -> ClusterName<'_> {
         (POD, 1) => ClusterName::Pods,
         (SVC, 2) => ClusterName::Namespace(ns),
         (POD, 2) => ClusterName::PodNamespace(ns),
+        (SVC | POD, 3) if r.label(0) == META_LABEL => ClusterName::NamespaceMeta(ns),
+        (SVC, 4) if r.label(1) == META_LABEL => ClusterName::ServiceMeta {
+            name: r.label(0),
+            namespace: ns,
+        },
         (SVC, 3) => ClusterName::Service(r.service()),
         (SVC, 4) if underscored(r.label(0)) => ClusterName::Proto {
             proto: r.label(0),

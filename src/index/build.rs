@@ -10,6 +10,7 @@ use hashbrown::HashMap;
 use hickory_proto::rr::RData;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, SRV};
 
+use super::meta::ServiceMeta;
 use super::rrset::{Node, RrsetBuilder};
 use super::sharded::Hasher;
 use super::snapshot::{ClustersetRecords, ServiceRecords, SrvTable};
@@ -231,7 +232,7 @@ pub fn build_service(
     slices: &[&EndpointSlice],
 ) -> Option<Built> {
     let fqdn = service_fqdn(spec, svc.key.namespace(), svc.key.name())?;
-    let mut built = match &svc.kind {
+    let built = match &svc.kind {
         ServiceKind::ExternalName(target) => {
             let mut cname = RrsetBuilder::new(TYPE_CNAME, spec.ttl);
             cname.push(&RData::CNAME(CNAME(target.to_hickory())));
@@ -246,22 +247,28 @@ pub fn build_service(
         ServiceKind::Headless => build_headless(spec, svc, slices, &fqdn),
         ServiceKind::ClusterIp(vips) => Some(build_cluster_ip(spec, svc, slices, &fqdn, vips)),
     };
-    if let Some(cs) = clusterset_records(spec, svc, slices) {
-        match &mut built {
-            Some(b) => b.records.clusterset = Some(cs),
-            None => {
-                built = Some(Built {
-                    records: ServiceRecords {
-                        nxdomain: true,
-                        clusterset: Some(cs),
-                        ..ServiceRecords::default()
-                    },
-                    ptrs: Vec::new(),
-                })
-            }
-        }
+    let clusterset = clusterset_records(spec, svc, slices);
+    // A transferable zone carries what other servers' clustersets need.
+    let meta = spec
+        .transfer
+        .then(|| ServiceMeta::of(svc, slices))
+        .flatten()
+        .map(|m| m.to_node(spec.ttl));
+    if clusterset.is_none() && meta.is_none() {
+        return built;
     }
-    built
+    // A headless Service with no endpoints does not exist in the cluster's
+    // zone, but it does for the clusterset (unhealthy) and its metadata.
+    let mut b = built.unwrap_or_else(|| Built {
+        records: ServiceRecords {
+            nxdomain: true,
+            ..ServiceRecords::default()
+        },
+        ptrs: Vec::new(),
+    });
+    b.records.clusterset = clusterset;
+    b.records.meta = meta.unwrap_or_default();
+    Some(b)
 }
 
 fn build_headless(

@@ -3,7 +3,11 @@
 //! cluster (`ClusterStore`) folds changes in and publishes immutable
 //! `Snapshot`s through an `ArcSwap`, so readers never wait on writers.
 
+pub mod apex;
 mod build;
+mod journal;
+pub mod meta;
+pub mod records;
 mod rrset;
 mod sharded;
 mod snapshot;
@@ -17,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 
+pub use journal::{Entry, PodChange, ServiceChange, ZoneJournal, next_serial, serial_gt};
 pub use rrset::{Node, QNAME_POINTER, Rrset, RrsetBuilder, push_rr_tail};
 pub use sharded::ShardedMap;
 pub use snapshot::{ClustersetRecords, ServiceRecords, Snapshot, SnapshotGuard};
@@ -304,6 +309,9 @@ pub struct ClusterSpec {
     /// The clusterset zone, when the config has one: services then also
     /// carry their clusterset records.
     pub clusterset: Option<WireName>,
+    /// The zone is transferred to secondaries (`transfer:` is configured):
+    /// services then also carry their metadata records (design.md §7).
+    pub transfer: bool,
 }
 
 impl ClusterSpec {
@@ -317,6 +325,7 @@ impl ClusterSpec {
             pods: c.pods,
             endpoint_pod_names: c.endpoint_pod_names,
             clusterset: None,
+            transfer: false,
         }
     }
 
@@ -327,7 +336,10 @@ impl ClusterSpec {
         settings
             .clusters
             .iter()
-            .map(|c| Self::from_settings(c, settings.dns.ttl).with_clusterset(clusterset.clone()))
+            .map(|c| Self {
+                transfer: settings.transfer.is_some(),
+                ..Self::from_settings(c, settings.dns.ttl).with_clusterset(clusterset.clone())
+            })
             .collect()
     }
 
@@ -349,6 +361,9 @@ pub struct ClusterHandle {
     pub spec: Arc<ClusterSpec>,
     snapshot: ArcSwapOption<Snapshot>,
     pub status: ClusterStatus,
+    /// The serial and changes of the cluster's zone (shared by every
+    /// cluster of a shared zone).
+    pub journal: Arc<ZoneJournal>,
 }
 
 /// Health counters of one cluster's sources, for `/readyz`, `/metrics` and
@@ -460,10 +475,17 @@ impl ClusterStatus {
 
 impl ClusterHandle {
     pub fn new(spec: ClusterSpec) -> Self {
+        Self::with_journal(spec, Arc::new(ZoneJournal::default()))
+    }
+
+    /// A cluster whose zone's serial and journal are `journal` (clusters
+    /// sharing a zone share one).
+    pub fn with_journal(spec: ClusterSpec, journal: Arc<ZoneJournal>) -> Self {
         Self {
             spec: Arc::new(spec),
             snapshot: ArcSwapOption::const_empty(),
             status: ClusterStatus::default(),
+            journal,
         }
     }
 
@@ -477,8 +499,26 @@ impl ClusterHandle {
         self.snapshot.load()
     }
 
-    /// Publishes a snapshot; the first publish marks the cluster synced.
+    /// Publishes a snapshot under the zone's next serial; the first publish
+    /// marks the cluster synced.
     pub fn publish(&self, snap: Arc<Snapshot>) {
+        self.publish_at(snap, None);
+    }
+
+    /// Publishes a snapshot under `serial` when the source dictates one (a
+    /// transferred zone keeps its primary's), else the zone's next serial,
+    /// and journals what changed since the last one.
+    pub fn publish_at(&self, mut snap: Arc<Snapshot>, serial: Option<u32>) {
+        let old = self.snapshot.load_full();
+        let serial = self.journal.record(old.as_deref(), &snap, serial);
+        match Arc::get_mut(&mut snap) {
+            Some(s) => s.serial = serial,
+            None => {
+                let mut s = Snapshot::clone(&snap);
+                s.serial = serial;
+                snap = Arc::new(s);
+            }
+        }
         self.snapshot.store(Some(snap));
         self.status.publishes.fetch_add(1, Ordering::Relaxed);
         self.status.synced.store(true, Ordering::Release);

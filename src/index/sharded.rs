@@ -90,6 +90,33 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.shards.iter().flat_map(|s| s.iter())
     }
+
+    /// The entries that differ from `self` to `new` (key, value in `self`,
+    /// value in `new`), by `same`. Shards `new` shares with `self` are
+    /// skipped, so after one write this scans one shard. Both maps must come
+    /// from one map by clones: they then share the hasher, so a key sits in
+    /// the same shard in both.
+    pub fn diff<'a>(
+        &'a self,
+        new: &'a Self,
+        same: fn(&V, &V) -> bool,
+    ) -> impl Iterator<Item = (&'a K, Option<&'a V>, Option<&'a V>)> + 'a {
+        self.shards
+            .iter()
+            .zip(new.shards.iter())
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .flat_map(move |(a, b)| {
+                let gone_or_changed = a.iter().filter_map(move |(k, v)| match b.get(k) {
+                    Some(w) if same(v, w) => None,
+                    w => Some((k, Some(v), w)),
+                });
+                let added = b
+                    .iter()
+                    .filter(move |(k, _)| !a.contains_key(*k))
+                    .map(|(k, w)| (k, None, Some(w)));
+                gone_or_changed.chain(added)
+            })
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +146,32 @@ mod tests {
         assert!(
             shared >= SHARDS - 2,
             "only the touched shards are copied, {shared} shared"
+        );
+    }
+
+    #[test]
+    fn diff_lists_changed_added_and_removed_keys_only() {
+        let mut a: ShardedMap<u32, u32> = ShardedMap::default();
+        for i in 0..1000 {
+            a.insert(i, i);
+        }
+        let old = a.clone();
+        a.insert(5, 50);
+        a.remove(&6);
+        a.insert(2000, 1);
+        a.insert(7, 7); // same value: not a change
+        let mut d: Vec<_> = old
+            .diff(&a, |x, y| x == y)
+            .map(|(k, o, n)| (*k, o.copied(), n.copied()))
+            .collect();
+        d.sort();
+        assert_eq!(
+            d,
+            [
+                (5, Some(5), Some(50)),
+                (6, Some(6), None),
+                (2000, None, Some(1))
+            ]
         );
     }
 }

@@ -27,6 +27,10 @@ pub struct ServiceRecords {
     /// This cluster's part of `<svc>.<ns>.svc.<clusterset>`; `None` when
     /// there is no clusterset or the Service opted out (`crossdns.io/export`).
     pub clusterset: Option<Box<ClustersetRecords>>,
+    /// `<svc>._crossdns.<ns>.svc.<zone>` TXT: what another server's
+    /// clusterset needs of this Service beyond its records (design.md §7,
+    /// `index::meta`). Empty unless the zone is transferable.
+    pub meta: Node,
 }
 
 /// One cluster's contribution to a Service's clusterset names.
@@ -80,6 +84,11 @@ impl SrvTable {
         self.0.is_empty()
     }
 
+    /// Every (key, node), in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Node)> {
+        self.0.iter().map(|(k, n)| (k.as_ref(), n))
+    }
+
     /// Whether some entry's second label (bare) is `label`.
     pub fn has_proto(&self, label: &[u8]) -> bool {
         self.0
@@ -107,6 +116,8 @@ pub type SnapshotGuard = arc_swap::Guard<Option<Arc<Snapshot>>>;
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub generation: u64,
+    /// The zone's SOA serial when this snapshot was published (design.md §7).
+    pub serial: u32,
     /// Namespaces that exist (lower-case names).
     pub namespaces: Arc<HashSet<Box<[u8]>>>,
     /// Key: `<svc>.<ns>` as lower-case wire labels.
@@ -136,6 +147,15 @@ impl Snapshot {
     ) -> Option<(&ServiceRecords, &ClustersetRecords)> {
         let s = self.services.get(svc_ns_wire)?;
         s.clusterset.as_deref().map(|cs| (s.as_ref(), cs))
+    }
+
+    /// The Service's metadata records (`index::meta`), if it has any: also
+    /// for a Service whose own name does not exist.
+    pub fn service_meta(&self, svc_ns_wire: &[u8]) -> Option<&Node> {
+        self.services
+            .get(svc_ns_wire)
+            .map(|s| &s.meta)
+            .filter(|m| !m.is_empty())
     }
 
     pub fn has_namespace(&self, ns: &[u8]) -> bool {

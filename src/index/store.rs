@@ -462,6 +462,7 @@ mod tests {
             pods: PodsMode::Disabled,
             endpoint_pod_names: false,
             clusterset: None,
+            transfer: false,
         })
     }
 

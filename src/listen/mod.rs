@@ -20,6 +20,7 @@ use crate::metrics::{Answered, Metrics};
 pub struct Shared {
     pub engine: Arc<Engine>,
     pub forwarder: Arc<Forwarder>,
+    pub transfers: Arc<crate::transfer::Transfers>,
     pub metrics: Metrics,
 }
 

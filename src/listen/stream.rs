@@ -64,7 +64,7 @@ pub async fn serve_tcp(listener: TcpListener, shared: Shared) {
         let shared = shared.clone();
         let stats = Arc::clone(&stats);
         async move {
-            if let Err(e) = conn(stream, peer, &shared, &stats).await {
+            if let Err(e) = conn(stream, peer, false, &shared, &stats).await {
                 tracing::debug!(%peer, error = %e, "tcp connection ended");
             }
         }
@@ -88,7 +88,7 @@ pub async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, shared: Sha
                 }
                 Err(_) => return,
             };
-            if let Err(e) = conn(tls, peer, &shared, &stats).await {
+            if let Err(e) = conn(tls, peer, true, &shared, &stats).await {
                 tracing::debug!(%peer, error = %e, "tls connection ended");
             }
         }
@@ -98,9 +98,10 @@ pub async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, shared: Sha
 
 /// One connection: length-prefixed messages (RFC 1035 §4.2.2) answered in
 /// order, until the peer closes or idles out.
-async fn conn<S: AsyncRead + AsyncWrite + Unpin>(
+async fn conn<S: AsyncRead + AsyncWrite + Unpin + Send>(
     mut stream: S,
     peer: SocketAddr,
+    tls: bool,
     shared: &Shared,
     stats: &WorkerStats,
 ) -> io::Result<()> {
@@ -134,6 +135,16 @@ async fn conn<S: AsyncRead + AsyncWrite + Unpin>(
                 let (reply, rcode) = shared.forwarder.resolve(zone, &msg, limit).await;
                 out = reply;
                 Outcome::forwarded(zone, qtype, rcode)
+            }
+            Step::Notify { zone } => shared.transfers.notified(&msg, peer, zone, &mut out),
+            Step::Transfer { zone, .. } => {
+                // Many messages, written by the transfer itself.
+                let outcome = shared
+                    .transfers
+                    .serve(&msg, peer, tls, zone, &mut stream)
+                    .await?;
+                stats.record(super::answered(&outcome), started.elapsed());
+                continue;
             }
         };
         let mut framed = Vec::with_capacity(out.len() + 2);

@@ -129,6 +129,17 @@ impl Worker {
                         .record(super::answered(&outcome), started.elapsed());
                 }
                 Step::Drop => self.stats.record_dropped(),
+                Step::Notify { zone } => {
+                    let outcome = self
+                        .shared
+                        .transfers
+                        .notified(&buf[..n], peer, zone, &mut out);
+                    let _ = self.socket.send_to(&out, peer);
+                    self.stats
+                        .record(super::answered(&outcome), started.elapsed());
+                }
+                // The engine sends transfers over UDP a REFUSED itself.
+                Step::Transfer { .. } => self.stats.record_dropped(),
                 Step::Forward { zone, limit, qtype } => {
                     let outcome = move |rcode| Outcome::forwarded(zone, qtype, rcode);
                     // Cache hits are answered here; only upstream work
