@@ -491,8 +491,14 @@ impl ClusterStatus {
     /// current failure until the source works again.
     pub fn note_failure(&self, cause: FailureCause) {
         self.note_watch_failure();
-        self.failures[cause.index()].fetch_add(1, Ordering::Relaxed);
+        self.count_failure(cause);
         self.watch_cause.store(cause.slot(), Ordering::Relaxed);
+    }
+
+    /// Counts a failed request that does not make the cluster failing (an
+    /// optional kind's watch).
+    pub fn count_failure(&self, cause: FailureCause) {
+        self.failures[cause.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Failed requests with `cause` so far.

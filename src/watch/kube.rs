@@ -208,17 +208,25 @@ async fn probe(clients: Arc<ClientCell>, handle: Arc<ClusterHandle>) {
             }
             Ok(Err(e)) => {
                 let (cause, message) = classify(&e);
-                tracing::debug!(cluster = %name, cause = cause.as_str(), error = %message, "apiserver probe failed");
-                handle.status.note_probe_failure(sent, cause);
+                probe_failed(&handle, sent, cause, &message);
             }
             Err(_) => {
-                tracing::debug!(cluster = %name, "apiserver probe timed out");
-                handle
-                    .status
-                    .note_probe_failure(sent, FailureCause::Stalled);
+                let message = format!("no answer to /version within {PROBE_TIMEOUT:?}");
+                probe_failed(&handle, sent, FailureCause::Stalled, &message);
             }
         }
         tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+}
+
+/// Notes a failed probe; the first of a run is logged (as a warning).
+fn probe_failed(handle: &ClusterHandle, sent: u64, cause: FailureCause, message: &str) {
+    let first = handle.status.failing_cause().is_none();
+    handle.status.note_probe_failure(sent, cause);
+    if first {
+        tracing::warn!(cluster = %handle.spec.name, cause = %cause.as_str(), error = %message, "apiserver probe failing; keeping the last snapshot");
+    } else {
+        tracing::debug!(cluster = %handle.spec.name, cause = %cause.as_str(), error = %message, "apiserver probe failed");
     }
 }
 

@@ -176,12 +176,12 @@ impl ScopeWatch {
                 }
                 Err(Ended::Closed) => return,
                 Err(Ended::Unsupported) => {
-                    tracing::info!(cluster = %self.cluster, kind = self.kind().as_str(), "apiserver has no streaming lists; using paginated lists");
+                    tracing::info!(cluster = %self.cluster, kind = %self.kind().as_str(), "apiserver has no streaming lists; using paginated lists");
                     strategy = Strategy::ListThenWatch;
                     continue;
                 }
                 Err(Ended::Expired) => {
-                    tracing::info!(cluster = %self.cluster, kind = self.kind().as_str(), "resourceVersion expired (410 Gone); relisting");
+                    tracing::info!(cluster = %self.cluster, kind = %self.kind().as_str(), "resourceVersion expired (410 Gone); relisting");
                     rv = None;
                     continue;
                 }
@@ -195,8 +195,9 @@ impl ScopeWatch {
                 rv = None;
             }
             if self.optional() {
+                self.handle.status.count_failure(failure.cause);
                 if !warned {
-                    tracing::warn!(cluster = %self.cluster, kind = self.kind().as_str(), cause = failure.cause.as_str(), error = %failure.message, "optional watch failing; retrying without marking the cluster down");
+                    tracing::warn!(cluster = %self.cluster, kind = %self.kind().as_str(), cause = %failure.cause.as_str(), error = %failure.message, "optional watch failing; retrying without marking the cluster down");
                     warned = true;
                 }
             } else if self.tx.send(SourceEvent::Failing(failure)).await.is_err() {
@@ -381,7 +382,7 @@ impl ScopeWatch {
     async fn end_list(&self) -> Result<(), Ended> {
         self.change(Change::ListEnd(self.kind(), self.scope.1.clone()))
             .await?;
-        tracing::debug!(cluster = %self.cluster, kind = self.kind().as_str(), "listed");
+        tracing::debug!(cluster = %self.cluster, kind = %self.kind().as_str(), "listed");
         self.send(SourceEvent::Synced(self.scope.clone())).await
     }
 
@@ -413,7 +414,7 @@ impl ScopeWatch {
                     .map_or_else(|| "?".to_owned(), ToString::to_string);
                 let seen = key.as_ref().and_then(|k| bad.0.get(k)) == Some(&msg);
                 if !seen {
-                    tracing::warn!(cluster = %self.cluster, kind = kind.as_str(), object = %name, error = %msg, "skipping object that does not parse; keeping its last good version");
+                    tracing::warn!(cluster = %self.cluster, kind = %kind.as_str(), object = %name, error = %msg, "skipping object that does not parse; keeping its last good version");
                     self.handle
                         .status
                         .skipped_objects

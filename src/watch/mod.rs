@@ -217,9 +217,9 @@ impl WriterState {
             SourceEvent::Failing(f) => {
                 let kind = f.scope.as_ref().map_or("source", |(k, _)| k.as_str());
                 if self.failing.insert(f.scope.clone(), f.cause) != Some(f.cause) {
-                    tracing::warn!(cluster = %cluster, kind, cause = f.cause.as_str(), error = %f.message, "cluster source failing; keeping the last snapshot");
+                    tracing::warn!(cluster = %cluster, kind = %kind, cause = %f.cause.as_str(), error = %f.message, "cluster source failing; keeping the last snapshot");
                 } else {
-                    tracing::debug!(cluster = %cluster, kind, cause = f.cause.as_str(), error = %f.message, "cluster source still failing");
+                    tracing::debug!(cluster = %cluster, kind = %kind, cause = %f.cause.as_str(), error = %f.message, "cluster source still failing");
                 }
                 handle.status.note_failure(f.cause);
                 handle.status.watch_restarts.fetch_add(1, Ordering::Relaxed);
