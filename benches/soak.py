@@ -36,6 +36,7 @@ import re
 import time
 
 BOUND = 1.0  # seconds: design.md's "changes visible within 1 s"
+LIVE = 100  # churn Services kept per cluster before deletes begin
 
 
 def read_kubeconfig(path):
@@ -186,6 +187,7 @@ def main():
     live = [dict() for _ in apis]  # churn Services per cluster: name -> ip
     flapped = [dict() for _ in apis]  # headless index -> ready of endpoint 0
     counter = [0]
+    counter_lock = threading.Lock()
 
     def slice_of(i, ready0):
         ns, svc = f"ns-{i % a.namespaces}", f"svc-{i}"
@@ -201,21 +203,37 @@ def main():
                          "addressType": "IPv4",
                          "ports": [{"name": "http", "port": 80, "protocol": "TCP"}], "endpoints": eps}
 
-    probes = []
-    probe_lock = threading.Lock()
+    def probe(name, vip, done):
+        while True:
+            rc, addrs = dns_query(a.dns, name, 0.5)
+            now = time.monotonic()
+            if rc == 0 and addrs == [vip]:
+                stats["propagation_ms"].append((now - done) * 1000)
+                return
+            if now - done > 2.0:
+                stats["propagation_missed"] += 1
+                return
+            time.sleep(0.002)
 
-    def churn():
-        period = 1.0 / a.rate
+    def churn(c):
+        """rate / len(apis) events/s against apiserver c."""
+        api, zone = apis[c], zones[c]
+        period = len(apis) / a.rate
         next_t = time.monotonic()
         k = 0
         while not stop.is_set():
-            c = k % len(apis)
-            api, zone = apis[c], zones[c]
-            what = (k // len(apis)) % 3
+            what = k % 3
+            # Deletes take the oldest churn Service once a pool of LIVE has
+            # built up, so each lives long enough to be asked for.
+            if what == 1 and len(live[c]) < LIVE:
+                what = 0
+            elif what == 0 and len(live[c]) >= 2 * LIVE:
+                what = 1
             try:
-                if what == 0 or (what == 1 and not live[c]):  # create
-                    counter[0] += 1
-                    n = counter[0]
+                if what == 0:  # create
+                    with counter_lock:
+                        counter[0] += 1
+                        n = counter[0]
                     name = f"churn-{n}"
                     vip = str(ipaddress.IPv4Address(int(ipaddress.IPv4Address("10.200.0.0")) + n % 60000))
                     body = {"apiVersion": "v1", "kind": "Service",
@@ -230,8 +248,8 @@ def main():
                     live[c][name] = vip
                     stats["creates"] += 1
                     if n % 5 == 0:
-                        with probe_lock:
-                            probes.append((f"{name}.soak.svc.{zone}", vip, done))
+                        threading.Thread(target=probe, args=(f"{name}.soak.svc.{zone}", vip, done),
+                                         daemon=True).start()
                 elif what == 1:  # delete the oldest
                     name = next(iter(live[c]))
                     live[c].pop(name)
@@ -263,24 +281,6 @@ def main():
                 time.sleep(delay)
             elif delay < -1:
                 next_t = time.monotonic()  # fell behind: do not burst
-
-    def prober():
-        while not stop.is_set():
-            with probe_lock:
-                batch = probes[:]
-                probes.clear()
-            for name, vip, done in batch:
-                while True:
-                    rc, addrs = dns_query(a.dns, name, 0.5)
-                    now = time.monotonic()
-                    if rc == 0 and addrs == [vip]:
-                        stats["propagation_ms"].append((now - done) * 1000)
-                        break
-                    if now - done > 2.0:
-                        stats["propagation_missed"] += 1
-                        break
-                    time.sleep(0.002)
-            time.sleep(0.005)
 
     def sampler():
         while not stop.is_set():
@@ -321,7 +321,8 @@ def main():
                 stats["rss"].append((round(time.monotonic() - t0, 1), -1))
 
     t0 = time.monotonic()
-    threads = [threading.Thread(target=f, daemon=True) for f in (churn, prober, sampler, reloader, rss)]
+    threads = [threading.Thread(target=churn, args=(c,), daemon=True) for c in range(len(apis))]
+    threads += [threading.Thread(target=f, daemon=True) for f in (sampler, reloader, rss)]
     for t in threads:
         t.start()
     time.sleep(a.duration)

@@ -206,7 +206,10 @@ impl WriterState {
             }
             SourceEvent::Synced(scope) => {
                 handle.status.note_event();
-                self.pending.remove(&scope);
+                if self.pending.remove(&scope) {
+                    // The first complete list (a manifests folder's too).
+                    self.lists_ended = true;
+                }
             }
             SourceEvent::Healthy(scope) => {
                 if self.failing.remove(&scope).is_some() && self.failing.is_empty() {
