@@ -139,6 +139,15 @@ for c in range(1, n + 1):
 PY
 }
 
+# all_answer what: every cluster's zone answers its first Service
+all_answer() {
+    local c
+    for c in $(seq 1 "$CLUSTERS"); do
+        dig +short +time=2 +tries=1 -p "$DPORT" @127.0.0.1 "svc-1.ns-1.svc.cluster.c$c" A | grep -qx 10.96.0.1 \
+            || { echo "$1: cluster c$c does not answer" >&2; return 1; }
+    done
+}
+
 # measure label source services eps -> sets R_RSS R_HWM (kB) and R_SYNC (s); for the
 # apiserver source also R_PEAK R_AFTER (kB) and R_RELIST (s) around a compaction of all.
 measure() {
@@ -169,10 +178,7 @@ measure() {
     [ "$code" = 200 ] || { echo "$label/$source: /readyz not 200 after 600 s" >&2; return 1; }
     t1=$(date +%s.%N)
     sleep 5
-    for c in $(seq 1 "$CLUSTERS"); do # every zone answers
-        dig +short +time=2 +tries=1 -p "$DPORT" @127.0.0.1 "svc-1.ns-1.svc.cluster.c$c" A | grep -qx 10.96.0.1 \
-            || { echo "$label/$source: cluster c$c does not answer" >&2; return 1; }
-    done
+    all_answer "$label/$source" || return 1
     R_RSS=$(status_kb "$PID" VmRSS)
     R_HWM=$(status_kb "$PID" VmHWM)
     R_SYNC=$(python3 -c "print($t1 - $t0)")
@@ -196,10 +202,7 @@ measure() {
         fi
         t1=$(date +%s.%N)
         sleep 5
-        for c in $(seq 1 "$CLUSTERS"); do
-            dig +short +time=2 +tries=1 -p "$DPORT" @127.0.0.1 "svc-1.ns-1.svc.cluster.c$c" A | grep -qx 10.96.0.1 \
-                || { echo "$label/$source: cluster c$c does not answer after the relist" >&2; return 1; }
-        done
+        all_answer "$label/$source after the relist" || return 1
         R_PEAK=$(status_kb "$PID" VmHWM)
         R_AFTER=$(status_kb "$PID" VmRSS)
         R_RELIST=$(python3 -c "print($t1 - $t0)")

@@ -449,15 +449,7 @@ fn resource(
     if let (Some(name), false) = (&name, is_watch) {
         return match shared.store().get(res, ns.as_deref().unwrap_or(""), name) {
             Some(obj) => json_response(200, &obj),
-            None => {
-                let mut st = status(
-                    404,
-                    "NotFound",
-                    &format!("{} \"{name}\" not found", res.plural),
-                );
-                st["details"] = json!({"name": name, "group": res.group, "kind": res.plural});
-                json_response(404, &st)
-            }
+            None => not_found(res, name),
         };
     }
     let filter = match Filter::new(
