@@ -134,9 +134,12 @@ class State:
         self.lock = threading.Lock()
         self.history = {}
 
-    def set(self, name, expected):
+    def set(self, name, expected, before):
+        """`name` is `expected` from now on; `before` is what it was until
+        now if this is the first change seen (the generated data)."""
         with self.lock:
-            self.history.setdefault(name, []).append((time.monotonic(), expected))
+            h = self.history.setdefault(name, [(float("-inf"), before)])
+            h.append((time.monotonic(), expected))
             # Keep what an answer could still legitimately show.
             h = self.history[name]
             while len(h) > 2 and h[1][0] < time.monotonic() - 10:
@@ -188,6 +191,7 @@ def main():
     flapped = [dict() for _ in apis]  # headless index -> ready of endpoint 0
     counter = [0]
     counter_lock = threading.Lock()
+    vip_of = {}  # churn Service -> its ClusterIP
 
     def slice_of(i, ready0):
         ns, svc = f"ns-{i % a.namespaces}", f"svc-{i}"
@@ -244,8 +248,9 @@ def main():
                     if st != 201:
                         raise RuntimeError(f"create {name}: HTTP {st}")
                     done = time.monotonic()
-                    state.set(f"{name}.soak.svc.{zone}", (0, [vip]))
+                    state.set(f"{name}.soak.svc.{zone}", (0, [vip]), (3, []))
                     live[c][name] = vip
+                    vip_of[name] = vip
                     stats["creates"] += 1
                     if n % 5 == 0:
                         threading.Thread(target=probe, args=(f"{name}.soak.svc.{zone}", vip, done),
@@ -256,7 +261,7 @@ def main():
                     st, _ = api.call("DELETE", f"/api/v1/namespaces/soak/services/{name}")
                     if st != 200:
                         raise RuntimeError(f"delete {name}: HTTP {st}")
-                    state.set(f"{name}.soak.svc.{zone}", (3, []))
+                    state.set(f"{name}.soak.svc.{zone}", (3, []), (0, [vip_of[name]]))
                     stats["deletes"] += 1
                 else:  # flap endpoint 0 of a headless Service
                     i = random.choice(headless)
@@ -267,7 +272,8 @@ def main():
                         raise RuntimeError(f"flap {svc}: HTTP {st}")
                     flapped[c][i] = ready0
                     addrs = [str(ipaddress.IPv4Address(ep_base + i * m + j)) for j in range(m) if j or ready0]
-                    state.set(f"{svc}.{ns}.svc.{zone}", (0, sorted(addrs)))
+                    every = [str(ipaddress.IPv4Address(ep_base + i * m + j)) for j in range(m)]
+                    state.set(f"{svc}.{ns}.svc.{zone}", (0, sorted(addrs)), (0, sorted(every)))
                     stats["flaps"] += 1
                 stats["events"] += 1
             except Exception as e:  # noqa: BLE001 - counted and reported
