@@ -45,6 +45,9 @@ def main() -> int:
     p.add_argument("--files", type=int, default=8, help="manifest files per kind")
     p.add_argument("--missing-fraction", type=float, default=0.10)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--realistic", action="store_true",
+                   help="objects as a real apiserver returns them: uid, resourceVersion, labels, "
+                        "managedFields, kubectl's last-applied annotation, status, endpoint nodeName/zone")
     a = p.parse_args()
 
     n, m, zone = a.services, a.endpoints_per_service, a.zone.rstrip(".")
@@ -81,6 +84,19 @@ def main() -> int:
     port = {"name": "http", "port": 80, "protocol": "TCP"}
     dumps = lambda o: json.dumps(o, separators=(",", ":"))
 
+    def realistic_meta(meta, kind, i, manager, fields):
+        """What the apiserver adds to every object it stores and returns."""
+        meta["uid"] = f"{i:08x}-{(i * 2654435761 + len(kind)) & 0xffff:04x}-4000-8000-{i * 7919 % (1 << 48):012x}"
+        meta["resourceVersion"] = str(1000 + i)
+        meta["creationTimestamp"] = "2025-06-01T12:00:00Z"
+        meta.setdefault("labels", {}).update({"app.kubernetes.io/name": meta["name"],
+                                              "app.kubernetes.io/part-of": "bench",
+                                              "team": f"team-{i % 17}"})
+        meta["managedFields"] = [{"manager": manager, "operation": "Update", "apiVersion": "v1",
+                                  "time": "2025-06-01T12:00:00Z", "fieldsType": "FieldsV1",
+                                  "fieldsV1": fields}]
+        return meta
+
     for i in range(n):
         ns, svc = ns_of(i), f"svc-{i}"
         fqdn = f"{svc}.{ns}.svc.{zone}."
@@ -92,9 +108,23 @@ def main() -> int:
             spec["clusterIP"] = ip(vip_base + i)
             spec["clusterIPs"] = [ip(vip_base + i)]
             spec["type"] = "ClusterIP"
-        svc_files[i % files].write(
-            "---\n" + dumps({"apiVersion": "v1", "kind": "Service",
-                             "metadata": {"name": svc, "namespace": ns}, "spec": spec}) + "\n")
+        svc_obj = {"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": svc, "namespace": ns}, "spec": spec}
+        if a.realistic:
+            applied = dumps(svc_obj)
+            spec.update({"sessionAffinity": "None", "ipFamilies": ["IPv4"],
+                         "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"})
+            if not hl:
+                spec["type"] = "ClusterIP"
+            svc_obj["status"] = {"loadBalancer": {}}
+            meta = realistic_meta(svc_obj["metadata"], "Service", i, "kubectl-client-side-apply", {
+                "f:metadata": {"f:annotations": {".": {}, "f:kubectl.kubernetes.io/last-applied-configuration": {}},
+                               "f:labels": {".": {}, "f:app.kubernetes.io/name": {}, "f:team": {}}},
+                "f:spec": {"f:internalTrafficPolicy": {}, "f:ports": {".": {}, 'k:{"port":80,"protocol":"TCP"}': {
+                    ".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}, "f:targetPort": {}}},
+                           "f:selector": {}, "f:sessionAffinity": {}, "f:type": {}}})
+            meta["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": applied + "\n"}
+        svc_files[i % files].write("---\n" + dumps(svc_obj) + "\n")
         endpoints = []
         for j in range(m):
             ep = {"addresses": [ip(ep_base + i * m + j)],
@@ -102,12 +132,27 @@ def main() -> int:
                   "targetRef": {"kind": "Pod", "name": f"{svc}-{j}", "namespace": ns}}
             if hl:
                 ep["hostname"] = f"pod-{j}"
+            if a.realistic:
+                ep["nodeName"] = f"node-{(i * m + j) % 300}.bench.internal"
+                ep["zone"] = f"zone-{(i + j) % 3}"
+                ep["targetRef"]["uid"] = f"{i:08x}-{j:04x}-4000-8000-{(i * m + j) * 104729 % (1 << 48):012x}"
             endpoints.append(ep)
-        eps_files[i % files].write(
-            "---\n" + dumps({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                             "metadata": {"name": f"{svc}-abcde", "namespace": ns,
-                                          "labels": {"kubernetes.io/service-name": svc}},
-                             "addressType": "IPv4", "ports": [port], "endpoints": endpoints}) + "\n")
+        slice_obj = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                     "metadata": {"name": f"{svc}-abcde", "namespace": ns,
+                                  "labels": {"kubernetes.io/service-name": svc}},
+                     "addressType": "IPv4", "ports": [port], "endpoints": endpoints}
+        if a.realistic:
+            meta = realistic_meta(slice_obj["metadata"], "EndpointSlice", i, "kube-controller-manager", {
+                "f:addressType": {}, "f:endpoints": {}, "f:metadata": {"f:generateName": {}, "f:labels": {
+                    ".": {}, "f:endpointslice.kubernetes.io/managed-by": {}, "f:kubernetes.io/service-name": {}},
+                    "f:ownerReferences": {".": {}, f'k:{{"uid":"{i:08x}"}}': {}}}, "f:ports": {}})
+            meta["generateName"] = f"{svc}-"
+            meta["generation"] = 1
+            meta["labels"]["endpointslice.kubernetes.io/managed-by"] = "endpointslice-controller.k8s.io"
+            meta["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": "2025-06-01T12:00:00Z"}
+            meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Service", "name": svc,
+                                        "uid": f"{i:08x}", "controller": True, "blockOwnerDeletion": True}]
+        eps_files[i % files].write("---\n" + dumps(slice_obj) + "\n")
         # What crossdns answers for this service (design.md §1).
         srv = f"_http._tcp.{svc}.{ns}.svc.{zone}."
         if hl:

@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # Resident memory of crossdns holding 3 clusters x (10,000 Services + 100,000
-# endpoints) from manifests folders, against a baseline of 3 tiny clusters,
-# compared with CoreDNS's published sizing for its kubernetes plugin:
+# endpoints), in ONE run from both sources users have:
+#   manifests  the same objects from folders;
+#   apiserver  three test apiservers (tests/fake-apiserver, real list/watch
+#              over TLS), the path users run: steady RSS, then every
+#              apiserver compacted (410 -> relist of every kind) with the peak
+#              RSS during the relists (VmHWM, reset just before) and the RSS
+#              after them;
+# against a baseline of 3 tiny clusters, compared with CoreDNS's published
+# sizing for its kubernetes plugin:
 #   MB = (pods + services) / 1000 + 54        (per CoreDNS instance = per cluster)
 # so 3 clusters x (100,000 endpoints/pods + 10,000 services) -> 3 x (110 + 54) = 492 MB.
+# Objects are generated as a real apiserver returns them (gen_cluster.py
+# --realistic: uid, labels, managedFields, kubectl's last-applied annotation,
+# status, endpoint nodeName/zone), one EndpointSlice of M endpoints per
+# Service; --plain generates only the fields DNS reads.
 #
-#   benches/memory.sh [--services N] [--endpoints-per-service M] [--quick]
-#   env: CROSSDNS_BIN (skip the build), CARGO_TARGET_DIR (default /tmp/target-bench),
+#   benches/memory.sh [--services N] [--endpoints-per-service M] [--quick] [--source manifests|apiserver|both]
+#   env: CROSSDNS_BIN, FAKE_APISERVER_BIN (skip the build), CARGO_TARGET_DIR (default /tmp/target-bench),
 #        BENCH_DIR (default /tmp/crossdns-bench/memory), ADMIN_PORT (15380), DNS_PORT (15381)
 set -euo pipefail
 
@@ -16,12 +27,16 @@ ROOT=$(dirname "$HERE")
 . "$HERE/lib.sh"
 SERVICES=10000
 EPS=10
+SOURCE=both
+REALISTIC=--realistic
 while [ $# -gt 0 ]; do
     case "$1" in
         --services) SERVICES=$2; shift ;;
         --endpoints-per-service) EPS=$2; shift ;;
         --quick) SERVICES=500 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --source) SOURCE=$2; shift ;;
+        --plain) REALISTIC= ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift
@@ -33,13 +48,17 @@ CLUSTERS=3
 
 require_tools dig python3
 build_crossdns
+[ "$SOURCE" = manifests ] || build_fake_apiserver
 
 PID=""
+FAKES=()
 cleanup() {
-    if [ -n "$PID" ]; then
-        kill "$PID" 2>/dev/null || true
-        timeout 10 tail --pid="$PID" -f /dev/null 2>/dev/null || true
-    fi
+    local p
+    for p in "$PID" "${FAKES[@]}"; do
+        [ -n "$p" ] || continue
+        kill "$p" 2>/dev/null || true
+        timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || true
+    done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -58,65 +77,185 @@ PY
 
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' /proc/"$1"/status; }
 
-# measure label services eps -> sets R_RSS R_HWM (kB) and R_SYNC (s)
+# generate label services eps -> $WORK/$label/c{1..3} (gen_cluster.py, once per label)
+generate() {
+    local label=$1 n=$2 m=$3 c
+    for c in $(seq 1 "$CLUSTERS"); do
+        [ -f "$WORK/$label/c$c/expected.txt" ] && grep -qx "services=$n" "$WORK/$label/c$c/expected.txt" \
+            && grep -qx "endpoints=$((n * m))" "$WORK/$label/c$c/expected.txt" \
+            && [ "$(cat "$WORK/$label/c$c/realistic" 2>/dev/null)" = "$REALISTIC" ] && continue
+        python3 "$HERE/gen_cluster.py" --services "$n" --endpoints-per-service "$m" $REALISTIC \
+            --out "$WORK/$label/c$c" --zone "cluster.c$c" --cluster-name "c$c" 2>/dev/null
+        echo "$REALISTIC" >"$WORK/$label/c$c/realistic"
+    done
+}
+
+# start_fakes label: one test apiserver per cluster, loaded with its manifests;
+# sets FAKES (pids) and writes $WORK/$label/cN.kubeconfig
+start_fakes() {
+    local label=$1 c kc i
+    FAKES=()
+    for c in $(seq 1 "$CLUSTERS"); do
+        kc=$WORK/$label/c$c.kubeconfig
+        rm -f "$kc"
+        RUST_LOG=warn "$FAKE_APISERVER_BIN" --manifests "$WORK/$label/c$c/manifests" \
+            --kubeconfig-out "$kc" --context "c$c" >"$WORK/$label/fake-c$c.log" 2>&1 &
+        FAKES+=($!)
+    done
+    for c in $(seq 1 "$CLUSTERS"); do
+        for i in $(seq 1 1200); do [ -s "$WORK/$label/c$c.kubeconfig" ] && break; sleep 0.25; done
+        [ -s "$WORK/$label/c$c.kubeconfig" ] || { echo "fake apiserver c$c never wrote its kubeconfig" >&2; return 1; }
+    done
+}
+
+stop_fakes() {
+    local p
+    for p in "${FAKES[@]}"; do kill "$p" 2>/dev/null || true; timeout 10 tail --pid="$p" -f /dev/null || true; done
+    FAKES=()
+}
+
+# sum of one metric over every cluster, from crossdns's /metrics
+metric_sum() {
+    python3 - "http://127.0.0.1:$APORT/metrics" "$1" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
+print(int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(sys.argv[2] + "{"))))
+PY
+}
+
+# compact label: POST /_fake/compact to every test apiserver (410 on every open watch)
+compact_all() {
+    python3 - "$HERE" "$WORK/$1" "$CLUSTERS" <<'PY'
+import base64, ssl, sys, urllib.request
+sys.path.insert(0, sys.argv[1])
+from soak import read_kubeconfig
+work, n = sys.argv[2], int(sys.argv[3])
+for c in range(1, n + 1):
+    kc = read_kubeconfig(f"{work}/c{c}.kubeconfig")
+    ctx = ssl.create_default_context(cadata=base64.b64decode(kc["certificate-authority-data"]).decode())
+    req = urllib.request.Request(kc["server"] + "/_fake/compact", method="POST",
+                                 headers={"Authorization": "Bearer " + kc["token"]})
+    urllib.request.urlopen(req, context=ctx, timeout=10).read()
+PY
+}
+
+# all_answer what: every cluster's zone answers its first Service
+all_answer() {
+    local c
+    for c in $(seq 1 "$CLUSTERS"); do
+        dig +short +time=2 +tries=1 -p "$DPORT" @127.0.0.1 "svc-1.ns-1.svc.cluster.c$c" A | grep -qx 10.96.0.1 \
+            || { echo "$1: cluster c$c does not answer" >&2; return 1; }
+    done
+}
+
+# measure label source services eps -> sets R_RSS R_HWM (kB) and R_SYNC (s); for the
+# apiserver source also R_PEAK R_AFTER (kB) and R_RELIST (s) around a compaction of all.
 measure() {
-    local label=$1 n=$2 m=$3 dir=$WORK/$1 c yaml i code t0 t1
+    local label=$1 source=$2 n=$3 m=$4 dir=$WORK/$1 c yaml i code t0 t1 lists
     mkdir -p "$dir"
-    yaml=$dir/crossdns.yaml
+    generate "$label" "$n" "$m"
+    yaml=$dir/crossdns-$source.yaml
     printf 'dns:\n  listen: ["127.0.0.1:%s"]\nallow: ["127.0.0.0/8"]\nadmin:\n  listen: "127.0.0.1:%s"\nclusters:\n' \
         "$DPORT" "$APORT" >"$yaml"
+    if [ "$source" = apiserver ]; then start_fakes "$label"; fi
     for c in $(seq 1 "$CLUSTERS"); do
-        python3 "$HERE/gen_cluster.py" --services "$n" --endpoints-per-service "$m" \
-            --out "$dir/c$c" --zone "cluster.c$c" --cluster-name "c$c" 2>/dev/null
-        printf '  - name: c%s\n    zone: cluster.c%s\n    manifests: %s\n' "$c" "$c" "$dir/c$c/manifests" >>"$yaml"
+        if [ "$source" = apiserver ]; then
+            printf '  - name: c%s\n    zone: cluster.c%s\n    kubeconfig: %s\n' "$c" "$c" "$dir/c$c.kubeconfig" >>"$yaml"
+        else
+            printf '  - name: c%s\n    zone: cluster.c%s\n    manifests: %s\n' "$c" "$c" "$dir/c$c/manifests" >>"$yaml"
+        fi
     done
     t0=$(date +%s.%N)
-    CROSSDNS_LOG=warn "$CROSSDNS_BIN" serve --config "$yaml" >"$dir/crossdns.log" 2>&1 &
+    CROSSDNS_LOG=warn "$CROSSDNS_BIN" serve --config "$yaml" >"$dir/crossdns-$source.log" 2>&1 &
     PID=$!
     code=000
-    for i in $(seq 1 600); do # up to ~300 s
-        kill -0 "$PID" 2>/dev/null || { echo "crossdns exited:" >&2; tail -20 "$dir/crossdns.log" >&2; return 1; }
+    for i in $(seq 1 1200); do # up to ~600 s
+        kill -0 "$PID" 2>/dev/null || { echo "crossdns exited:" >&2; tail -20 "$dir/crossdns-$source.log" >&2; return 1; }
         code=$(http_code "http://127.0.0.1:$APORT/readyz")
         [ "$code" = 200 ] && break
         sleep 0.5
     done
-    [ "$code" = 200 ] || { echo "$label: /readyz not 200 after 300 s" >&2; return 1; }
+    [ "$code" = 200 ] || { echo "$label/$source: /readyz not 200 after 600 s" >&2; return 1; }
     t1=$(date +%s.%N)
-    sleep 2
-    for c in $(seq 1 "$CLUSTERS"); do # every zone answers
-        dig +short +time=2 +tries=1 -p "$DPORT" @127.0.0.1 "svc-1.ns-1.svc.cluster.c$c" A | grep -qx 10.96.0.1 \
-            || { echo "$label: cluster c$c does not answer" >&2; return 1; }
-    done
+    sleep 5
+    all_answer "$label/$source" || return 1
     R_RSS=$(status_kb "$PID" VmRSS)
     R_HWM=$(status_kb "$PID" VmHWM)
     R_SYNC=$(python3 -c "print($t1 - $t0)")
-    echo "$label: VmRSS $R_RSS kB  VmHWM $R_HWM kB  ready after $R_SYNC s" >&2
+    echo "$label/$source: VmRSS $R_RSS kB  VmHWM $R_HWM kB  ready after $R_SYNC s" >&2
+    if [ "$source" = apiserver ]; then
+        lists=$(metric_sum crossdns_cluster_lists_total)
+        echo 5 >"/proc/$PID/clear_refs" # VmHWM := VmRSS, so the next peak is the relist's
+        t0=$(date +%s.%N)
+        compact_all "$label"
+        if [ "$lists" -gt 0 ]; then
+            for i in $(seq 1 1200); do # every kind of every cluster listed again
+                [ "$(metric_sum crossdns_cluster_lists_total)" -ge $((lists + 4 * CLUSTERS)) ] && break
+                sleep 0.25
+            done
+            [ "$(metric_sum crossdns_cluster_lists_total)" -ge $((lists + 4 * CLUSTERS)) ] \
+                || { echo "$label/$source: relists never completed" >&2; return 1; }
+        else
+            # A crossdns without crossdns_cluster_lists_total (before issue 8):
+            # give its relists a fixed while.
+            sleep "${RELIST_WAIT:-60}"
+        fi
+        t1=$(date +%s.%N)
+        sleep 5
+        all_answer "$label/$source after the relist" || return 1
+        R_PEAK=$(status_kb "$PID" VmHWM)
+        R_AFTER=$(status_kb "$PID" VmRSS)
+        R_RELIST=$(python3 -c "print($t1 - $t0)")
+        echo "$label/$source: relist peak VmHWM $R_PEAK kB, after VmRSS $R_AFTER kB, relisted in $R_RELIST s" >&2
+    fi
     kill "$PID"
     timeout 10 tail --pid="$PID" -f /dev/null || true
     PID=""
+    stop_fakes
 }
 
-measure tiny 10 1
+measure tiny manifests 10 1
 BASE_RSS=$R_RSS BASE_HWM=$R_HWM
-measure big "$SERVICES" "$EPS"
-RSS=$R_RSS HWM=$R_HWM SYNC_T=$R_SYNC
+M_RSS=0 M_HWM=0 M_SYNC=0 A_RSS=0 A_HWM=0 A_SYNC=0 A_PEAK=0 A_AFTER=0 A_RELIST=0
+if [ "$SOURCE" != apiserver ]; then
+    measure big manifests "$SERVICES" "$EPS"
+    M_RSS=$R_RSS M_HWM=$R_HWM M_SYNC=$R_SYNC
+fi
+if [ "$SOURCE" != manifests ]; then
+    measure big apiserver "$SERVICES" "$EPS"
+    A_RSS=$R_RSS A_HWM=$R_HWM A_SYNC=$R_SYNC A_PEAK=$R_PEAK A_AFTER=$R_AFTER A_RELIST=$R_RELIST
+fi
 
-python3 - "$CLUSTERS" "$SERVICES" "$EPS" "$BASE_RSS" "$BASE_HWM" "$RSS" "$HWM" "$SYNC_T" <<'PY'
+python3 - "$CLUSTERS" "$SERVICES" "$EPS" "$BASE_RSS" "$BASE_HWM" \
+    "$M_RSS" "$M_HWM" "$M_SYNC" "$A_RSS" "$A_HWM" "$A_SYNC" "$A_PEAK" "$A_AFTER" "$A_RELIST" <<'PY'
 import sys
-c, n, m, brss, bhwm, rss, hwm = (int(x) for x in sys.argv[1:8])
-sync = float(sys.argv[8])
+c, n, m, brss, bhwm, mrss, mhwm = (int(x) for x in sys.argv[1:8])
+msync = float(sys.argv[8])
+arss, ahwm = int(sys.argv[9]), int(sys.argv[10])
+async_ = float(sys.argv[11])
+apeak, aafter = int(sys.argv[12]), int(sys.argv[13])
+arelist = float(sys.argv[14])
 eps = n * m
 objects = c * (n + eps)          # services + endpoints (pods), as CoreDNS counts
 api_objects = c * 2 * n          # Service + EndpointSlice objects
-MB = 1024 * 1024
+MiB = 1024
 coredns_mb = c * ((n + eps) / 1000 + 54)
-extra = (rss - brss) * 1024
-print(f"clusters {c} x ({n} services + {eps} endpoints) = {objects} objects ({api_objects} API objects); synced in {sync:.1f} s")
-print(f"baseline (3 tiny clusters): VmRSS {brss / 1024:.1f} MiB  VmHWM {bhwm / 1024:.1f} MiB")
-print(f"loaded:                     VmRSS {rss / 1024:.1f} MiB  VmHWM {hwm / 1024:.1f} MiB")
-print(f"RSS minus baseline: {extra / MB:.1f} MiB = {extra / objects:.0f} bytes per service+endpoint "
-      f"({extra / api_objects:.0f} bytes per API object)")
-print(f"CoreDNS sizing: {c} x ({n + eps}/1000 + 54) MB = {coredns_mb:.0f} MB")
-print(f"ratio VmRSS/CoreDNS: {rss * 1024 / (coredns_mb * 1e6) * 100:.1f}%   "
-      f"VmHWM/CoreDNS: {hwm * 1024 / (coredns_mb * 1e6) * 100:.1f}%   (goal <= 25%)")
+pct = lambda kb: kb * 1024 / (coredns_mb * 1e6) * 100
+print(f"clusters {c} x ({n} services + {eps} endpoints) = {objects} objects ({api_objects} API objects, "
+      f"one EndpointSlice of {m} endpoints per Service)")
+print(f"CoreDNS sizing: {c} x ({n + eps}/1000 + 54) MB = {coredns_mb:.0f} MB (goal: steady <= 25% = {coredns_mb * 0.25:.0f} MB)")
+print(f"baseline (3 tiny clusters):  VmRSS {brss / MiB:.1f} MiB  VmHWM {bhwm / MiB:.1f} MiB")
+if mrss:
+    extra = (mrss - brss) * 1024
+    print(f"manifests: steady VmRSS {mrss / MiB:.1f} MiB ({pct(mrss):.1f}% of CoreDNS)  VmHWM {mhwm / MiB:.1f} MiB  "
+          f"synced in {msync:.1f} s; {extra / objects:.0f} bytes per service+endpoint above baseline")
+if arss:
+    extra = (arss - brss) * 1024
+    print(f"apiserver: steady VmRSS {arss / MiB:.1f} MiB ({pct(arss):.1f}% of CoreDNS)  VmHWM {ahwm / MiB:.1f} MiB  "
+          f"synced in {async_:.1f} s; {extra / objects:.0f} bytes per service+endpoint above baseline")
+    print(f"apiserver: relist of every kind after a compaction of all {c}: peak VmHWM {apeak / MiB:.1f} MiB = "
+          f"{apeak / arss:.2f}x steady (goal <= 1.3x); after: VmRSS {aafter / MiB:.1f} MiB = "
+          f"{(aafter / arss - 1) * 100:+.1f}% of steady (goal within 10%); relisted in {arelist:.1f} s")
+if mrss and arss:
+    print(f"apiserver / manifests steady VmRSS: {arss / mrss:.2f}x")
 PY

@@ -104,6 +104,22 @@ pub fn run(cli: Cli) -> ExitCode {
         },
         Command::Check { config } => match Settings::load(&config) {
             Ok(settings) => {
+                // Credentials that cannot work: one line per cluster, naming
+                // it and the cause (the apiservers are not contacted).
+                let problems: Vec<String> = settings
+                    .clusters
+                    .iter()
+                    .filter_map(|c| {
+                        crate::config::kubeconfig::credentials_problem(c)
+                            .map(|why| format!("cluster {}: {why}", c.name))
+                    })
+                    .collect();
+                if !problems.is_empty() {
+                    for p in &problems {
+                        eprintln!("error: {p}");
+                    }
+                    return ExitCode::FAILURE;
+                }
                 print!("{}", settings.zone_table());
                 println!("config {} is valid", config.display());
                 ExitCode::SUCCESS

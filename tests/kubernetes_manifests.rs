@@ -349,7 +349,7 @@ fn deployment_runs_the_config_safely() {
     let req = res.requests.as_ref().expect("requests");
     assert_eq!(req["memory"].0, "128Mi");
     assert_eq!(req["cpu"].0, "100m");
-    assert_eq!(res.limits.as_ref().expect("limits")["memory"].0, "512Mi");
+    assert_eq!(res.limits.as_ref().expect("limits")["memory"].0, "256Mi");
 
     // Probes hit the admin port the config listens on.
     let settings_port = 9153;

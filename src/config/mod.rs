@@ -1,6 +1,7 @@
 //! Configuration: the strict YAML schema (`raw`), turned by `validate` into
 //! typed `Settings` that the rest of crossdns trusts. Reads files; starts nothing.
 
+pub mod kubeconfig;
 mod raw;
 mod transfer;
 mod validate;

@@ -16,7 +16,7 @@ mod store;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
@@ -287,10 +287,17 @@ impl Object {
 pub enum Change {
     Apply(Object),
     Delete(Kind, ObjKey),
-    /// The complete current set of one kind (a relist), in one namespace or
-    /// (`None`) all of them: everything of that kind and scope not in the
-    /// list is gone.
-    Reset(Kind, Option<String>, Vec<Object>),
+    /// A (re)list of one kind begins, in one namespace or (`None`) all of
+    /// them. Its objects follow one by one as `Apply` (or `Keep`), and are
+    /// folded in as they come, so a relist never holds a second copy of the
+    /// kind; nothing is deleted before its `ListEnd`.
+    ListStart(Kind, Option<String>),
+    /// Listed, but it did not convert: keep its last good version (if any)
+    /// through this list rather than delete it.
+    Keep(Kind, ObjKey),
+    /// The list that began with `ListStart` is complete: every object of
+    /// that kind and scope neither applied nor kept since then is gone.
+    ListEnd(Kind, Option<String>),
     /// Everything one source (a manifest file) holds now: what it delivered
     /// before and no longer lists is gone, unless another source lists it.
     ResetSource(String, Vec<Object>),
@@ -366,6 +373,77 @@ pub struct ClusterHandle {
     pub journal: Arc<ZoneJournal>,
 }
 
+/// Why a cluster's source failed, as `/metrics` (`cause` label) and the
+/// log name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureCause {
+    /// No TCP connection (refused, reset, no route, connect timeout).
+    Unreachable,
+    /// The TLS handshake failed: the certificate is not trusted, expired or
+    /// for another name.
+    Tls,
+    /// The apiserver refused the credentials (401) or the identity (403).
+    Unauthorized,
+    /// The apiserver asked to slow down (429, with its Retry-After).
+    Throttled,
+    /// The apiserver answered 5xx.
+    ServerError,
+    /// The apiserver sent something that is not JSON, or not the protocol.
+    Garbage,
+    /// Connected, but no answer in time (a stalled apiserver).
+    Stalled,
+    /// No credentials could be had: the kubeconfig does not load, or its
+    /// exec plugin or token file fails.
+    Credentials,
+    /// A manifests folder could not be read.
+    Unreadable,
+    /// Anything else (an unexpected HTTP status, say).
+    Other,
+}
+
+impl FailureCause {
+    pub const ALL: [FailureCause; 10] = [
+        FailureCause::Unreachable,
+        FailureCause::Tls,
+        FailureCause::Unauthorized,
+        FailureCause::Throttled,
+        FailureCause::ServerError,
+        FailureCause::Garbage,
+        FailureCause::Stalled,
+        FailureCause::Credentials,
+        FailureCause::Unreadable,
+        FailureCause::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCause::Unreachable => "unreachable",
+            FailureCause::Tls => "tls",
+            FailureCause::Unauthorized => "unauthorized",
+            FailureCause::Throttled => "throttled",
+            FailureCause::ServerError => "server_error",
+            FailureCause::Garbage => "garbage",
+            FailureCause::Stalled => "stalled",
+            FailureCause::Credentials => "credentials",
+            FailureCause::Unreadable => "unreadable",
+            FailureCause::Other => "other",
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|c| *c == self).unwrap_or(0)
+    }
+
+    fn from_slot(slot: u8) -> Option<Self> {
+        slot.checked_sub(1)
+            .and_then(|i| Self::ALL.get(usize::from(i)).copied())
+    }
+
+    fn slot(self) -> u8 {
+        self.index() as u8 + 1
+    }
+}
+
 /// Health counters of one cluster's sources, for `/readyz`, `/metrics` and
 /// the clusterset's staleness rule.
 #[derive(Debug, Default)]
@@ -386,6 +464,14 @@ pub struct ClusterStatus {
     /// Services whose clusterset health (a ready endpoint) flipped.
     pub service_health_transitions: AtomicU64,
     objects: [AtomicU64; 5],
+    /// Failed requests (watches, lists, probes), by `FailureCause` index.
+    failures: [AtomicU64; 10],
+    /// The cause of the current watch / probe failure (`FailureCause` slot,
+    /// 0 for none).
+    watch_cause: AtomicU8,
+    probe_cause: AtomicU8,
+    /// Complete lists delivered (the first sync and every relist).
+    pub lists: AtomicU64,
 }
 
 pub fn unix_ms() -> u64 {
@@ -407,10 +493,46 @@ impl ClusterStatus {
         self.statefulsets_listed.store(true, Ordering::Release);
     }
 
-    /// The source delivered something: its watch works.
+    /// The source delivered something.
     pub fn note_event(&self) {
         self.last_event_ms.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// Every stream of the source works again.
+    pub fn note_watch_ok(&self) {
         self.watch_failing_since_ms.store(0, Ordering::Relaxed);
+        self.watch_cause.store(0, Ordering::Relaxed);
+    }
+
+    /// A watch or list failed with `cause`: counted, and the cause of the
+    /// current failure until the source works again.
+    pub fn note_failure(&self, cause: FailureCause) {
+        self.note_watch_failure();
+        self.count_failure(cause);
+        self.watch_cause.store(cause.slot(), Ordering::Relaxed);
+    }
+
+    /// Counts a failed request that does not make the cluster failing (an
+    /// optional kind's watch).
+    pub fn count_failure(&self, cause: FailureCause) {
+        self.failures[cause.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed requests with `cause` so far.
+    pub fn failures(&self, cause: FailureCause) -> u64 {
+        self.failures[cause.index()].load(Ordering::Relaxed)
+    }
+
+    /// Why the source is failing now, if it is: the watch's cause, else the
+    /// probe's.
+    pub fn failing_cause(&self) -> Option<FailureCause> {
+        let watch = (self.watch_failing_since_ms.load(Ordering::Relaxed) != 0)
+            .then(|| FailureCause::from_slot(self.watch_cause.load(Ordering::Relaxed)))
+            .flatten();
+        let probe = (self.probe_failing_since_ms.load(Ordering::Relaxed) != 0)
+            .then(|| FailureCause::from_slot(self.probe_cause.load(Ordering::Relaxed)))
+            .flatten();
+        watch.or(probe)
     }
 
     pub fn last_event_ms(&self) -> u64 {
@@ -430,6 +552,7 @@ impl ClusterStatus {
     /// The apiserver answered a liveness probe.
     pub fn note_probe_ok(&self) {
         self.probe_failing_since_ms.store(0, Ordering::Relaxed);
+        self.probe_cause.store(0, Ordering::Relaxed);
     }
 
     /// A probe sent at `sent_ms` got no answer. The failure is dated from
@@ -437,7 +560,9 @@ impl ClusterStatus {
     /// was not known to be down before it, so a stall shorter than
     /// `stale_after` never makes the cluster stale, and a longer one does
     /// so at most one probe interval late.
-    pub fn note_probe_failure(&self, sent_ms: u64) {
+    pub fn note_probe_failure(&self, sent_ms: u64, cause: FailureCause) {
+        self.failures[cause.index()].fetch_add(1, Ordering::Relaxed);
+        self.probe_cause.store(cause.slot(), Ordering::Relaxed);
         let since = sent_ms.max(self.last_event_ms());
         let _ = self.probe_failing_since_ms.compare_exchange(
             0,
@@ -535,10 +660,10 @@ mod tests {
         let s = ClusterStatus::default();
         s.note_probe_ok();
         let sent = unix_ms() + 400;
-        s.note_probe_failure(sent);
+        s.note_probe_failure(sent, FailureCause::Stalled);
         assert_eq!(s.failing_since_ms(), Some(sent));
         // A later failure keeps the first date; an answer clears it.
-        s.note_probe_failure(sent + 1000);
+        s.note_probe_failure(sent + 1000, FailureCause::Stalled);
         assert_eq!(s.failing_since_ms(), Some(sent));
         let after = Duration::from_secs(2);
         assert!(!s.stale(after, sent + 2000));
@@ -553,7 +678,7 @@ mod tests {
         let s = ClusterStatus::default();
         s.note_event();
         let event = s.last_event_ms();
-        s.note_probe_failure(event - 300);
+        s.note_probe_failure(event - 300, FailureCause::Stalled);
         assert_eq!(s.failing_since_ms(), Some(event));
     }
 
@@ -561,12 +686,17 @@ mod tests {
     fn watch_and_probe_failures_combine_to_the_earliest() {
         let s = ClusterStatus::default();
         let probe = unix_ms() + 5_000;
-        s.note_probe_failure(probe);
-        s.note_watch_failure();
+        s.note_probe_failure(probe, FailureCause::Unreachable);
+        s.note_failure(FailureCause::Unauthorized);
         let watch = s.failing_since_ms().expect("failing");
         assert!(watch < probe);
-        // An event clears only the watch's failure.
-        s.note_event();
+        assert_eq!(s.failing_cause(), Some(FailureCause::Unauthorized));
+        // A working watch clears only the watch's failure.
+        s.note_watch_ok();
         assert_eq!(s.failing_since_ms(), Some(probe));
+        assert_eq!(s.failing_cause(), Some(FailureCause::Unreachable));
+        assert_eq!(s.failures(FailureCause::Unauthorized), 1);
+        s.note_probe_ok();
+        assert_eq!(s.failing_cause(), None);
     }
 }

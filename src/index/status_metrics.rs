@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::{ClusterHandle, Kind, unix_ms};
+use super::{ClusterHandle, FailureCause, Kind, unix_ms};
 use crate::metrics::{Labels, MetricSource, counter, gauge, seconds_gauge};
 
 /// Every configured cluster's status, for `/metrics`.
@@ -103,5 +103,38 @@ pub fn encode_cluster_status(
         "cluster_snapshot_publishes",
         "Snapshots published for the cluster.",
         &load(|c| &c.status.publishes),
+    )?;
+    counter(
+        enc,
+        "cluster_lists",
+        "Complete lists of a kind delivered (first sync and every relist).",
+        &load(|c| &c.status.lists),
+    )?;
+    let by_cause = |f: &dyn Fn(&ClusterHandle, FailureCause) -> f64| -> Vec<_> {
+        let mut rows = Vec::new();
+        for c in clusters {
+            for cause in FailureCause::ALL {
+                let mut labels = cl(c);
+                labels.push(("cause", cause.as_str().to_owned()));
+                rows.push((labels, f(c, cause)));
+            }
+        }
+        rows
+    };
+    let failures: Vec<_> = by_cause(&|c, cause| c.status.failures(cause) as f64)
+        .into_iter()
+        .map(|(l, v)| (l, v as u64))
+        .collect();
+    counter(
+        enc,
+        "cluster_failures",
+        "Failed requests to the cluster's source (lists, watches, probes), by cause.",
+        &failures,
+    )?;
+    gauge(
+        enc,
+        "cluster_failing",
+        "1 for the cause of the cluster source's current failure; 0 otherwise.",
+        &by_cause(&|c, cause| f64::from(u8::from(c.status.failing_cause() == Some(cause)))),
     )
 }

@@ -31,6 +31,10 @@ pub struct ClusterStore {
     owners: HashMap<(Kind, ObjKey), u32>,
     /// Reverse addresses each service contributed to the last snapshot.
     ptr_of: HashMap<ObjKey, Vec<IpAddr>>,
+    /// Lists in progress (`ListStart` .. `ListEnd`), per kind and scope:
+    /// the keys listed so far (clones of the stored keys, so they share
+    /// their allocation).
+    listing: HashMap<(Kind, Option<String>), HashSet<ObjKey>>,
 
     dirty_services: HashSet<ObjKey>,
     /// Services whose clusterset health flipped in the last publish.
@@ -57,6 +61,7 @@ impl ClusterStore {
             sources: HashMap::new(),
             owners: HashMap::new(),
             ptr_of: HashMap::new(),
+            listing: HashMap::new(),
             dirty_services: HashSet::new(),
             health_flips: Vec::new(),
             namespaces_dirty: true,
@@ -94,8 +99,59 @@ impl ClusterStore {
         match change {
             Change::Apply(obj) => self.upsert(obj),
             Change::Delete(kind, key) => self.remove(kind, &key),
-            Change::Reset(kind, scope, objects) => self.reset(kind, scope.as_deref(), objects),
+            Change::ListStart(kind, scope) => {
+                self.listing.insert((kind, scope), HashSet::new());
+            }
+            Change::Keep(kind, key) => self.mark_listed(kind, &key),
+            Change::ListEnd(kind, scope) => self.end_list(kind, scope),
             Change::ResetSource(source, objects) => self.reset_source(source, objects),
+        }
+    }
+
+    /// Notes `key` as listed by every open list of `kind` covering it.
+    fn mark_listed(&mut self, kind: Kind, key: &ObjKey) {
+        if self.listing.is_empty() {
+            return;
+        }
+        // Share the stored key's allocation where there is one.
+        let stored = match kind {
+            Kind::Service => self.services.get_key_value(key).map(|(k, _)| k),
+            Kind::EndpointSlice => self.slices.get_key_value(key).map(|(k, _)| k),
+            Kind::Pod => self.pods.get_key_value(key).map(|(k, _)| k),
+            Kind::StatefulSet => self.statefulsets.get_key_value(key).map(|(k, _)| k),
+            Kind::Namespace => None,
+        }
+        .unwrap_or(key)
+        .clone();
+        for ((k, scope), seen) in &mut self.listing {
+            if *k == kind && scope.as_deref().is_none_or(|ns| ns == key.namespace()) {
+                seen.insert(stored.clone());
+            }
+        }
+    }
+
+    /// Completes a list: what it did not name is gone.
+    fn end_list(&mut self, kind: Kind, scope: Option<String>) {
+        let Some(seen) = self.listing.remove(&(kind, scope.clone())) else {
+            return;
+        };
+        let stale = |k: &&ObjKey| {
+            !seen.contains(*k) && scope.as_deref().is_none_or(|ns| k.namespace() == ns)
+        };
+        let gone: Vec<ObjKey> = match kind {
+            Kind::Service => self.services.keys().filter(stale).cloned().collect(),
+            Kind::EndpointSlice => self.slices.keys().filter(stale).cloned().collect(),
+            Kind::Pod => self.pods.keys().filter(stale).cloned().collect(),
+            Kind::StatefulSet => self.statefulsets.keys().filter(stale).cloned().collect(),
+            Kind::Namespace => self
+                .namespace_objects
+                .iter()
+                .map(|n| ObjKey::new(String::new(), n.clone()))
+                .filter(|k| !seen.contains(k))
+                .collect(),
+        };
+        for key in gone {
+            self.remove(kind, &key);
         }
     }
 
@@ -103,11 +159,19 @@ impl ClusterStore {
         if !self.spec.watches_namespace(obj.namespace()) {
             return;
         }
-        self.changed = true;
+        let kind = obj.kind();
+        let key = object_key(&obj);
+        self.upsert_changed(obj);
+        self.mark_listed(kind, &key);
+    }
+
+    /// Folds one object in; an object equal to the stored one changes nothing.
+    fn upsert_changed(&mut self, obj: Object) {
         match obj {
             Object::Service(svc) => {
                 let key = svc.key.clone();
                 if self.services.get(&key) != Some(&svc) {
+                    self.changed = true;
                     if !self.services.contains_key(&key) {
                         self.namespaces_dirty = true;
                     }
@@ -121,6 +185,10 @@ impl ClusterStore {
                         ep.name = None;
                     }
                 }
+                if self.slices.get(&slice.key) == Some(&slice) {
+                    return; // unchanged: do not dirty its service
+                }
+                self.changed = true;
                 // Share the Service's key allocation where it is known.
                 if let Some((k, _)) = self.services.get_key_value(&slice.service) {
                     slice.service = k.clone();
@@ -138,9 +206,10 @@ impl ClusterStore {
                 self.slices.insert(key, slice);
             }
             Object::Pod(pod) => {
-                if self.spec.pods != PodsMode::Verified {
+                if self.spec.pods != PodsMode::Verified || self.pods.get(&pod.key) == Some(&pod) {
                     return;
                 }
+                self.changed = true;
                 self.forget_pod(&pod.key);
                 for ip in &pod.ips {
                     self.pods_by_ip
@@ -153,11 +222,13 @@ impl ClusterStore {
             }
             Object::Namespace(name) => {
                 if self.namespace_objects.insert(name) {
+                    self.changed = true;
                     self.namespaces_dirty = true;
                 }
             }
             Object::StatefulSet(sts) => {
                 if self.statefulsets.get(&sts.key) != Some(&sts) {
+                    self.changed = true;
                     self.statefulsets.insert(sts.key.clone(), sts);
                     self.statefulsets_dirty = true;
                 }
@@ -219,42 +290,6 @@ impl ClusterStore {
         }
     }
 
-    /// Replaces every object of `kind` (a relist): objects missing from the
-    /// list are deleted, the rest applied; unchanged ones cost nothing later.
-    fn reset(&mut self, kind: Kind, scope: Option<&str>, objects: Vec<Object>) {
-        self.changed = true;
-        let keep: HashSet<ObjKey> = objects
-            .iter()
-            .filter(|o| o.kind() == kind)
-            .map(object_key)
-            .collect();
-        let stale = |k: &&ObjKey| !keep.contains(*k) && scope.is_none_or(|ns| k.namespace() == ns);
-        let gone: Vec<ObjKey> = match kind {
-            Kind::Service => self.services.keys().filter(stale).cloned().collect(),
-            Kind::EndpointSlice => self.slices.keys().filter(stale).cloned().collect(),
-            Kind::Pod => self.pods.keys().filter(stale).cloned().collect(),
-            Kind::StatefulSet => self.statefulsets.keys().filter(stale).cloned().collect(),
-            Kind::Namespace => self
-                .namespace_objects
-                .iter()
-                .map(|n| ObjKey::new(String::new(), n.clone()))
-                .filter(|k| !keep.contains(k))
-                .collect(),
-        };
-        for key in gone {
-            self.remove(kind, &key);
-        }
-        for obj in objects.into_iter().filter(|o| o.kind() == kind) {
-            if kind == Kind::EndpointSlice
-                && let Object::EndpointSlice(s) = &obj
-                && self.slices.get(&s.key) == Some(s)
-            {
-                continue; // unchanged: do not dirty its service
-            }
-            self.upsert(obj);
-        }
-    }
-
     /// Replaces what one source delivers. Objects it no longer lists go,
     /// unless another source still lists them; unchanged ones cost nothing.
     fn reset_source(&mut self, source: String, objects: Vec<Object>) {
@@ -276,11 +311,6 @@ impl ClusterStore {
             *self.owners.entry(key.clone()).or_insert(0) += 1;
         }
         for obj in objects {
-            if let Object::EndpointSlice(s) = &obj
-                && self.slices.get(&s.key) == Some(s)
-            {
-                continue; // unchanged: do not dirty its service
-            }
             self.upsert(obj);
         }
         self.sources.insert(source, new);
@@ -499,6 +529,40 @@ mod tests {
         store.apply(Change::ResetSource("b.yaml".into(), vec![]));
         store.publish(2);
         assert_eq!(store.count(Kind::Service), 0);
+    }
+
+    #[test]
+    fn a_relist_deletes_only_at_its_end_and_keeps_objects_that_did_not_parse() {
+        let mut store = ClusterStore::new(spec());
+        for name in ["a", "b", "bad"] {
+            store.apply(Change::Apply(svc(name)));
+        }
+        store.publish(1);
+        store.apply(Change::ListStart(Kind::Service, None));
+        store.apply(Change::Apply(svc("a")));
+        store.apply(Change::Keep(Kind::Service, ObjKey::new("ns", "bad")));
+        // Mid-list, nothing is gone yet: "b" may still come.
+        let snap = store.publish(2);
+        assert!(snap.service(b"\x01b\x02ns").is_some());
+        store.apply(Change::ListEnd(Kind::Service, None));
+        let snap = store.publish(3);
+        assert!(snap.service(b"\x01a\x02ns").is_some());
+        assert!(snap.service(b"\x01b\x02ns").is_none(), "not listed: gone");
+        assert!(
+            snap.service(b"\x03bad\x02ns").is_some(),
+            "listed but unparseable: its last good version stays"
+        );
+    }
+
+    #[test]
+    fn a_relist_of_unchanged_objects_changes_nothing() {
+        let mut store = ClusterStore::new(spec());
+        store.apply(Change::Apply(svc("a")));
+        store.publish(1);
+        store.apply(Change::ListStart(Kind::Service, None));
+        store.apply(Change::Apply(svc("a")));
+        store.apply(Change::ListEnd(Kind::Service, None));
+        assert!(!store.is_dirty(), "an unchanged relist needs no publish");
     }
 
     #[test]

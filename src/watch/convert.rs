@@ -1,13 +1,21 @@
 //! The index boundary: Kubernetes objects (as JSON) become the minimal index
-//! structs here, and nothing bigger is kept. An object that does not fit is
-//! an error for that object only; the caller logs it and skips it.
+//! structs here, and nothing bigger is kept. Objects are deserialized
+//! straight into small borrowed structs that name only the fields DNS reads
+//! (everything else, `managedFields` included, is skipped by the parser
+//! without being allocated). An object that does not fit is an error for
+//! that object only; the caller logs it and skips it.
+//!
+//! Entry points, all pure functions: [`convert_json`] (bytes of one object,
+//! as a list item or watch event carries it), [`convert`] (a parsed
+//! `serde_json::Value`, as the manifests source has it) and [`key_of`] (the
+//! key of an object that did not convert, so it can be named and kept).
 
+use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
 
-use k8s_openapi::api::apps::v1::StatefulSet as K8sStatefulSet;
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, Pod as K8sPod, Service as K8sService};
-use k8s_openapi::api::discovery::v1::EndpointSlice as K8sSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::dnsname::WireName;
@@ -52,35 +60,308 @@ pub fn kind_of(api_version: &str, kind: &str) -> Option<Kind> {
     }
 }
 
-/// Converts one object of `kind`. `Ok(None)` means "valid, but nothing DNS
-/// serves" (an EndpointSlice without a service-name label).
-pub fn convert(kind: Kind, value: Value) -> Result<Option<Object>, ConvertError> {
-    fn parse<T: serde::de::DeserializeOwned>(
-        kind: &'static str,
-        value: Value,
-    ) -> Result<T, ConvertError> {
-        serde_json::from_value(value).map_err(|source| ConvertError::Schema { kind, source })
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Service => "Service",
+        Kind::EndpointSlice => "EndpointSlice",
+        Kind::Pod => "Pod",
+        Kind::Namespace => "Namespace",
+        Kind::StatefulSet => "StatefulSet",
     }
-    Ok(match kind {
-        Kind::Service => Some(Object::Service(service(parse("Service", value)?)?)),
-        Kind::EndpointSlice => {
-            endpoint_slice(parse("EndpointSlice", value)?)?.map(Object::EndpointSlice)
-        }
-        Kind::Pod => Some(Object::Pod(pod(parse("Pod", value)?)?)),
-        Kind::Namespace => {
-            let ns: K8sNamespace = parse("Namespace", value)?;
-            Some(Object::Namespace(
-                ns.metadata.name.ok_or(ConvertError::NoName("Namespace"))?,
-            ))
-        }
-        Kind::StatefulSet => Some(Object::StatefulSet(statefulset(parse(
-            "StatefulSet",
-            value,
-        )?)?)),
+}
+
+/// Converts one object of `kind` from its JSON text. `Ok(None)` means
+/// "valid, but nothing DNS serves" (an EndpointSlice without a service-name
+/// label).
+pub fn convert_json(kind: Kind, json: &[u8]) -> Result<Option<Object>, ConvertError> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let obj = from_deserializer(kind, &mut de)?;
+    de.end().map_err(|source| ConvertError::Schema {
+        kind: kind_name(kind),
+        source,
+    })?;
+    Ok(obj)
+}
+
+/// Converts one object of `kind` from a parsed JSON value (the manifests
+/// source); the same rules as [`convert_json`].
+pub fn convert(kind: Kind, value: Value) -> Result<Option<Object>, ConvertError> {
+    from_deserializer(kind, &value)
+}
+
+/// The key of an object of `kind` whose metadata parses, whatever the rest
+/// holds: what a list that skips the object keeps of it.
+pub fn key_of(kind: Kind, json: &[u8]) -> Option<ObjKey> {
+    #[derive(Deserialize)]
+    struct MetaOnly<'a> {
+        #[serde(borrow)]
+        metadata: Names<'a>,
+    }
+    #[derive(Deserialize)]
+    struct Names<'a> {
+        #[serde(borrow, default)]
+        name: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        namespace: Option<Cow<'a, str>>,
+    }
+    let m: MetaOnly<'_> = serde_json::from_slice(json).ok()?;
+    let name = m.metadata.name?;
+    Some(match kind {
+        Kind::Namespace => ObjKey::new("", &*name),
+        _ => ObjKey::new(&*m.metadata.namespace?, &*name),
     })
 }
 
-fn key(kind: &'static str, meta: &ObjectMeta) -> Result<ObjKey, ConvertError> {
+fn from_deserializer<'de, D>(kind: Kind, de: D) -> Result<Option<Object>, ConvertError>
+where
+    D: Deserializer<'de, Error: Into<serde_json::Error>>,
+{
+    fn parse<'de, T: Deserialize<'de>, D: Deserializer<'de, Error: Into<serde_json::Error>>>(
+        kind: &'static str,
+        de: D,
+    ) -> Result<T, ConvertError> {
+        T::deserialize(de).map_err(|e| ConvertError::Schema {
+            kind,
+            source: e.into(),
+        })
+    }
+    Ok(match kind {
+        Kind::Service => Some(Object::Service(service(parse("Service", de)?)?)),
+        Kind::EndpointSlice => {
+            endpoint_slice(parse("EndpointSlice", de)?)?.map(Object::EndpointSlice)
+        }
+        Kind::Pod => Some(Object::Pod(pod(parse("Pod", de)?)?)),
+        Kind::Namespace => {
+            let ns: K8sNamespace<'_> = parse("Namespace", de)?;
+            Some(Object::Namespace(
+                ns.metadata
+                    .name
+                    .ok_or(ConvertError::NoName("Namespace"))?
+                    .into_owned(),
+            ))
+        }
+        Kind::StatefulSet => Some(Object::StatefulSet(statefulset(parse("StatefulSet", de)?)?)),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The fields DNS reads, as the apiserver writes them. Strings borrow from the
+// input where they can (`Cow`), maps keep only the entries DNS needs, and
+// unknown fields are skipped.
+// ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct Meta<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(default)]
+    labels: Option<ServiceNameLabel>,
+    #[serde(default)]
+    annotations: Option<CrossdnsAnnotations>,
+}
+
+/// `metadata.labels`, of which only `kubernetes.io/service-name` is kept.
+#[derive(Default)]
+struct ServiceNameLabel(Option<String>);
+
+/// `metadata.annotations`, of which only `crossdns.io/...` are kept.
+#[derive(Default)]
+struct CrossdnsAnnotations(Vec<(Box<str>, Box<str>)>);
+
+/// A string-to-string map, visited entry by entry; `keep` decides per key.
+struct FilteredMap<F>(F);
+
+impl<'de, F: FnMut(&str, Cow<'de, str>)> Visitor<'de> for FilteredMap<F> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of strings")
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value: Cow<'de, str> = map.next_value()?;
+            (self.0)(&key, value);
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceNameLabel {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let mut found = None;
+        de.deserialize_map(FilteredMap(|k: &str, v: Cow<'de, str>| {
+            if k == SERVICE_NAME_LABEL {
+                found = Some(v.into_owned());
+            }
+        }))?;
+        Ok(Self(found))
+    }
+}
+
+impl<'de> Deserialize<'de> for CrossdnsAnnotations {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let mut kept = Vec::new();
+        de.deserialize_map(FilteredMap(|k: &str, v: Cow<'de, str>| {
+            if k.starts_with(ANNOTATION_PREFIX) {
+                kept.push((k.into(), v.as_ref().into()));
+            }
+        }))?;
+        kept.sort();
+        Ok(Self(kept))
+    }
+}
+
+#[derive(Deserialize)]
+struct K8sService<'a> {
+    #[serde(borrow)]
+    metadata: Meta<'a>,
+    #[serde(borrow, default)]
+    spec: Option<ServiceSpec<'a>>,
+    #[serde(borrow, default)]
+    status: Option<ServiceStatus<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ServiceSpec<'a> {
+    #[serde(borrow, default, rename = "type")]
+    type_: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "clusterIP")]
+    cluster_ip: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "clusterIPs")]
+    cluster_ips: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    external_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    ports: Option<Vec<K8sPort<'a>>>,
+    #[serde(default)]
+    publish_not_ready_addresses: Option<bool>,
+}
+
+/// A Service port (`port` required) or an EndpointSlice port (optional).
+#[derive(Deserialize)]
+struct K8sPort<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    protocol: Option<Cow<'a, str>>,
+    #[serde(default)]
+    port: Option<i32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceStatus<'a> {
+    #[serde(borrow, default)]
+    load_balancer: Option<LoadBalancerStatus<'a>>,
+}
+
+#[derive(Deserialize)]
+struct LoadBalancerStatus<'a> {
+    #[serde(borrow, default)]
+    ingress: Option<Vec<K8sIngress<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct K8sIngress<'a> {
+    #[serde(borrow, default)]
+    ip: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    hostname: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct K8sSlice<'a> {
+    #[serde(borrow)]
+    metadata: Meta<'a>,
+    #[serde(borrow)]
+    address_type: Cow<'a, str>,
+    #[serde(borrow, default)]
+    ports: Option<Vec<K8sPort<'a>>>,
+    #[serde(borrow, default)]
+    endpoints: Option<Vec<K8sEndpoint<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct K8sEndpoint<'a> {
+    #[serde(borrow)]
+    addresses: Vec<Cow<'a, str>>,
+    #[serde(default)]
+    conditions: Option<Conditions>,
+    #[serde(borrow, default)]
+    hostname: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    target_ref: Option<TargetRef<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Conditions {
+    #[serde(default)]
+    ready: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct TargetRef<'a> {
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct K8sPod<'a> {
+    #[serde(borrow)]
+    metadata: Meta<'a>,
+    #[serde(borrow, default)]
+    status: Option<PodStatus<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodStatus<'a> {
+    #[serde(borrow, default, rename = "podIP")]
+    pod_ip: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "podIPs")]
+    pod_ips: Option<Vec<PodIp<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct PodIp<'a> {
+    #[serde(borrow)]
+    ip: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct K8sNamespace<'a> {
+    #[serde(borrow)]
+    metadata: Meta<'a>,
+}
+
+#[derive(Deserialize)]
+struct K8sStatefulSet<'a> {
+    #[serde(borrow)]
+    metadata: Meta<'a>,
+    #[serde(borrow, default)]
+    spec: Option<StatefulSetSpec<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct StatefulSetSpec<'a> {
+    #[serde(borrow, default)]
+    service_name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    replicas: Option<i32>,
+}
+
+// ---------------------------------------------------------------------------
+// Minimal structs from the parsed fields.
+// ---------------------------------------------------------------------------
+
+fn key(kind: &'static str, meta: &Meta<'_>) -> Result<ObjKey, ConvertError> {
     let name = meta.name.as_deref().ok_or(ConvertError::NoName(kind))?;
     let namespace = meta
         .namespace
@@ -118,6 +399,14 @@ fn port_number(n: i32) -> Result<u16, ConvertError> {
     })
 }
 
+fn port(p: &K8sPort<'_>, n: i32) -> Result<Port, ConvertError> {
+    Ok(Port {
+        name: p.name.as_deref().unwrap_or_default().into(),
+        protocol: protocol(p.protocol.as_deref())?,
+        port: port_number(n)?,
+    })
+}
+
 fn dns_name(what: &'static str, s: &str) -> Result<WireName, ConvertError> {
     WireName::parse(s).map_err(|e| ConvertError::Value {
         what,
@@ -126,7 +415,7 @@ fn dns_name(what: &'static str, s: &str) -> Result<WireName, ConvertError> {
     })
 }
 
-pub fn service(svc: K8sService) -> Result<Service, ConvertError> {
+fn service(svc: K8sService<'_>) -> Result<Service, ConvertError> {
     let key = key("Service", &svc.metadata)?;
     let spec = svc.spec.unwrap_or_default();
     let kind = if spec.type_.as_deref() == Some("ExternalName") {
@@ -136,9 +425,9 @@ pub fn service(svc: K8sService) -> Result<Service, ConvertError> {
         ServiceKind::Headless
     } else {
         // `clusterIPs` holds one VIP per family; older objects only `clusterIP`.
-        let list = match (&spec.cluster_ips, &spec.cluster_ip) {
-            (Some(ips), _) if !ips.is_empty() => ips.clone(),
-            (_, Some(one)) if !one.is_empty() => vec![one.clone()],
+        let list: Vec<&str> = match (&spec.cluster_ips, &spec.cluster_ip) {
+            (Some(ips), _) if !ips.is_empty() => ips.iter().map(AsRef::as_ref).collect(),
+            (_, Some(one)) if !one.is_empty() => vec![one.as_ref()],
             _ => Vec::new(),
         };
         ServiceKind::ClusterIp(
@@ -148,12 +437,15 @@ pub fn service(svc: K8sService) -> Result<Service, ConvertError> {
         )
     };
     let mut ports = Vec::new();
-    for p in spec.ports.unwrap_or_default() {
-        ports.push(Port {
-            name: p.name.unwrap_or_default().into(),
-            protocol: protocol(p.protocol.as_deref())?,
-            port: port_number(p.port)?,
-        });
+    for p in spec.ports.iter().flatten() {
+        let Some(n) = p.port else {
+            return Err(ConvertError::Value {
+                what: "spec.ports",
+                value: p.name.as_deref().unwrap_or_default().to_owned(),
+                reason: "has no port number".to_owned(),
+            });
+        };
+        ports.push(port(p, n)?);
     }
     let mut lb_ingress = Vec::new();
     for ing in svc
@@ -173,31 +465,22 @@ pub fn service(svc: K8sService) -> Result<Service, ConvertError> {
             (None, None) => {}
         }
     }
-    let annotations = svc
-        .metadata
-        .annotations
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(ANNOTATION_PREFIX))
-        .map(|(k, v)| (k.into(), v.into()))
-        .collect();
     Ok(Service {
         key,
         kind,
         ports: ports.into(),
         publish_not_ready: spec.publish_not_ready_addresses.unwrap_or(false),
         lb_ingress: lb_ingress.into(),
-        annotations,
+        annotations: svc.metadata.annotations.unwrap_or_default().0.into(),
     })
 }
 
-pub fn endpoint_slice(slice: K8sSlice) -> Result<Option<EndpointSlice>, ConvertError> {
+fn endpoint_slice(slice: K8sSlice<'_>) -> Result<Option<EndpointSlice>, ConvertError> {
     let key = key("EndpointSlice", &slice.metadata)?;
     let Some(service) = slice
         .metadata
         .labels
-        .as_ref()
-        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        .and_then(|l| l.0)
         .map(|name| ObjKey::new(key.namespace(), name))
     else {
         return Ok(None);
@@ -206,17 +489,14 @@ pub fn endpoint_slice(slice: K8sSlice) -> Result<Option<EndpointSlice>, ConvertE
         return Ok(None); // deprecated, and not addresses DNS can serve
     }
     let mut ports = Vec::new();
-    for p in slice.ports.unwrap_or_default() {
+    for p in slice.ports.iter().flatten() {
         let Some(n) = p.port else { continue };
-        ports.push(Port {
-            name: p.name.unwrap_or_default().into(),
-            protocol: protocol(p.protocol.as_deref())?,
-            port: port_number(n)?,
-        });
+        ports.push(port(p, n)?);
     }
-    let mut endpoints = Vec::with_capacity(slice.endpoints.len());
+    let list = slice.endpoints.unwrap_or_default();
+    let mut endpoints = Vec::with_capacity(list.len());
     let mut more = Vec::new();
-    for ep in slice.endpoints {
+    for ep in list {
         let mut addresses = ep.addresses.iter().map(|a| ip("endpoints.addresses", a));
         // The API requires at least one address; an endpoint without any
         // names nothing.
@@ -236,7 +516,7 @@ pub fn endpoint_slice(slice: K8sSlice) -> Result<Option<EndpointSlice>, ConvertE
             // "nil should be interpreted as true" (EndpointConditions API).
             ready: ep.conditions.and_then(|c| c.ready).unwrap_or(true),
             name_is_pod,
-            name: ep.hostname.or(pod_name).map(Into::into),
+            name: ep.hostname.or(pod_name).map(|n| n.as_ref().into()),
         });
     }
     Ok(Some(EndpointSlice {
@@ -248,31 +528,32 @@ pub fn endpoint_slice(slice: K8sSlice) -> Result<Option<EndpointSlice>, ConvertE
     }))
 }
 
-pub fn pod(p: K8sPod) -> Result<Pod, ConvertError> {
+fn pod(p: K8sPod<'_>) -> Result<Pod, ConvertError> {
     let key = key("Pod", &p.metadata)?;
-    let status = p.status.unwrap_or_default();
     let mut ips: Vec<IpAddr> = Vec::new();
-    for s in status
-        .pod_ips
-        .unwrap_or_default()
-        .iter()
-        .map(|i| i.ip.as_str())
-        .chain(status.pod_ip.as_deref())
-    {
-        let a = ip("status.podIPs", s)?;
-        if !ips.contains(&a) {
-            ips.push(a);
+    if let Some(status) = p.status {
+        for s in status
+            .pod_ips
+            .iter()
+            .flatten()
+            .map(|i| i.ip.as_ref())
+            .chain(status.pod_ip.as_deref())
+        {
+            let a = ip("status.podIPs", s)?;
+            if !ips.contains(&a) {
+                ips.push(a);
+            }
         }
     }
     Ok(Pod { key, ips })
 }
 
-pub fn statefulset(s: K8sStatefulSet) -> Result<StatefulSet, ConvertError> {
+fn statefulset(s: K8sStatefulSet<'_>) -> Result<StatefulSet, ConvertError> {
     let key = key("StatefulSet", &s.metadata)?;
     let spec = s.spec.unwrap_or_default();
     Ok(StatefulSet {
         key,
-        service_name: spec.service_name.unwrap_or_default(),
+        service_name: spec.service_name.map(Cow::into_owned).unwrap_or_default(),
         replicas: spec.replicas.unwrap_or(1).max(0) as u32,
     })
 }

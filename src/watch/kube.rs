@@ -1,64 +1,139 @@
-//! Live apiserver sources: one kube-runtime watcher per (kind, namespace
-//! scope), and a liveness probe per cluster. Objects are read as
-//! `DynamicObject`s so one malformed object is skipped (and logged once)
-//! instead of failing its whole list; after any watch error (410 Expired
-//! included) the watcher backs off and relists.
+//! Live apiserver sources: the kube client per cluster (built from its
+//! kubeconfig, in-cluster config or `$KUBECONFIG`), one list/watch stream
+//! per (kind, namespace) scope (`listwatch`), and a liveness probe. Errors
+//! are classified into a `FailureCause` for `/metrics` and the log.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ApiResource, DynamicObject};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::watcher::{self, Event};
-use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::convert::convert;
-use super::{Scope, SourceEvent};
-use crate::index::{Change, ClusterHandle, Kind, ObjKey, Object};
+use super::listwatch::ScopeWatch;
+use super::{Failure, Scope, SourceEvent};
+use crate::index::{ClusterHandle, FailureCause};
 
-/// Server-side watch timeout: watches are re-opened (from the last
-/// resourceVersion) at least this often, so a silently stalled apiserver is
-/// noticed within `READ_TIMEOUT`.
-const WATCH_TIMEOUT_SECS: u32 = 25;
+/// Reads on an open connection (a watch included) time out after this
+/// long without a byte; watches are re-opened every 25 s, and bookmarks
+/// keep them busy, so only a dead or stalled connection is cut.
 const READ_TIMEOUT: Duration = Duration::from_secs(35);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Watch retries: exponential from 250 ms with jitter, capped at 5 s
-/// (kube's default grows to 30 s, which would keep a recovered cluster
-/// stale that long); reset by every successful list.
+/// Watch retries: exponential from 250 ms with jitter, capped at 1 s, so a
+/// recovered apiserver is answered again within about a second (kube's
+/// default grows to 30 s, which would keep a recovered cluster stale that
+/// long); reset by every success. A 429's Retry-After replaces it.
 #[derive(Debug, Default)]
-struct Exponential {
+pub(super) struct Exponential {
     attempt: u32,
 }
 
-impl Iterator for Exponential {
-    type Item = Duration;
-    fn next(&mut self) -> Option<Duration> {
+impl Exponential {
+    pub(super) fn next_delay(&mut self) -> Duration {
         const MIN_MS: u64 = 250;
-        const MAX_MS: u64 = 5_000;
+        const MAX_MS: u64 = 1_000;
         let ms = MIN_MS.saturating_mul(1 << self.attempt.min(10)).min(MAX_MS);
         self.attempt = self.attempt.saturating_add(1);
         // Full jitter on the upper half, so clusters do not retry in step.
-        Some(Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2)))
+        Duration::from_millis(ms / 2 + fastrand::u64(0..=ms / 2))
     }
-}
 
-impl Exponential {
-    fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         self.attempt = 0;
     }
 }
 
+/// The cause of a request that got no HTTP answer, and its message.
+pub(super) fn classify(e: &(dyn std::error::Error + 'static)) -> (FailureCause, String) {
+    let mut message = e.to_string();
+    let mut cause = None;
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        if cause.is_none() {
+            if s.downcast_ref::<rustls::Error>().is_some() {
+                cause = Some(FailureCause::Tls);
+            } else if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind::*;
+                cause = match io.kind() {
+                    ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
+                    | AddrNotAvailable | HostUnreachable | NetworkUnreachable => {
+                        Some(FailureCause::Unreachable)
+                    }
+                    TimedOut => Some(FailureCause::Stalled),
+                    _ if io
+                        .get_ref()
+                        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+                    {
+                        Some(FailureCause::Tls)
+                    }
+                    _ => None,
+                };
+            }
+        }
+        source = s.source();
+    }
+    let lower = message.to_ascii_lowercase();
+    let cause = cause.unwrap_or(if lower.contains("certificate") || lower.contains("tls") {
+        FailureCause::Tls
+    } else if lower.contains("timed out") || lower.contains("elapsed") {
+        FailureCause::Stalled
+    } else if lower.contains("connect") {
+        FailureCause::Unreachable
+    } else if lower.contains("auth") || lower.contains("exec") || lower.contains("token") {
+        FailureCause::Credentials
+    } else {
+        FailureCause::Other
+    });
+    (cause, message)
+}
+
+/// The cluster's kube client, rebuilt from its kubeconfig when the
+/// apiserver refuses the credentials: a token file or exec plugin that has
+/// been rotated is then read again at once, not at kube's next scheduled
+/// refresh (a minute for token files).
+pub(super) struct ClientCell {
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    current: std::sync::Mutex<(kube::Client, u64)>,
+    rebuild: tokio::sync::Mutex<()>,
+}
+
+impl ClientCell {
+    /// The current client and its generation.
+    pub(super) fn get(&self) -> (kube::Client, u64) {
+        self.current
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Rebuilds the client after generation `seen` was refused; a rebuild
+    /// another stream already made is reused (and the streams' backoff
+    /// keeps rebuilds to about one a second).
+    pub(super) async fn renew(&self, seen: u64) {
+        let _one = self.rebuild.lock().await;
+        if self.get().1 != seen {
+            return;
+        }
+        match client(self.kubeconfig.as_ref(), self.context.as_deref()).await {
+            Ok(c) => {
+                if let Ok(mut cur) = self.current.lock() {
+                    *cur = (c, seen + 1);
+                }
+            }
+            Err(e) => tracing::debug!(error = format!("{e:#}"), "rebuilding the client failed"),
+        }
+    }
+}
+
 /// Runs every watcher of one cluster until the task is aborted.
-pub async fn run(
+pub(super) async fn run(
     cluster: String,
     kubeconfig: Option<PathBuf>,
     context: Option<String>,
@@ -70,24 +145,36 @@ pub async fn run(
         match client(kubeconfig.as_ref(), context.as_deref()).await {
             Ok(c) => break c,
             Err(e) => {
-                let _ = tx
-                    .send(SourceEvent::Failing(format!(
-                        "cannot build a client: {e:#}"
-                    )))
-                    .await;
+                let failure = Failure {
+                    scope: None,
+                    cause: FailureCause::Credentials,
+                    message: format!("cannot build a client: {e:#}"),
+                };
+                let _ = tx.send(SourceEvent::Failing(failure)).await;
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
     };
-    let mut tasks = vec![tokio::spawn(probe(client.clone(), Arc::clone(&handle)))];
+    let _ = tx.send(SourceEvent::Healthy(None)).await;
+    let clients = Arc::new(ClientCell {
+        kubeconfig,
+        context,
+        current: std::sync::Mutex::new((client, 0)),
+        rebuild: tokio::sync::Mutex::new(()),
+    });
+    let mut tasks = vec![tokio::spawn(probe(
+        Arc::clone(&clients),
+        Arc::clone(&handle),
+    ))];
     for scope in scopes {
-        tasks.push(tokio::spawn(watch_scope(
-            cluster.clone(),
-            client.clone(),
+        let watch = ScopeWatch {
+            cluster: cluster.clone(),
+            clients: Arc::clone(&clients),
             scope,
-            Arc::clone(&handle),
-            tx.clone(),
-        )));
+            handle: Arc::clone(&handle),
+            tx: tx.clone(),
+        };
+        tasks.push(tokio::spawn(watch.run()));
     }
     // Hold the watchers; aborting this task aborts them too.
     let _guard = super::ClusterTasks(tasks.into_iter().map(super::CancelOnDrop).collect());
@@ -99,9 +186,10 @@ pub async fn run(
 const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-async fn probe(client: kube::Client, handle: Arc<ClusterHandle>) {
+async fn probe(clients: Arc<ClientCell>, handle: Arc<ClusterHandle>) {
     let name = handle.spec.name.clone();
     loop {
+        let (client, _) = clients.get();
         let sent = crate::index::unix_ms();
         match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
             Ok(Ok(_)) => {
@@ -119,15 +207,26 @@ async fn probe(client: kube::Client, handle: Arc<ClusterHandle>) {
                 handle.status.note_probe_ok();
             }
             Ok(Err(e)) => {
-                tracing::debug!(cluster = %name, error = %e, "apiserver probe failed");
-                handle.status.note_probe_failure(sent);
+                let (cause, message) = classify(&e);
+                probe_failed(&handle, sent, cause, &message);
             }
             Err(_) => {
-                tracing::debug!(cluster = %name, "apiserver probe timed out");
-                handle.status.note_probe_failure(sent);
+                let message = format!("no answer to /version within {PROBE_TIMEOUT:?}");
+                probe_failed(&handle, sent, FailureCause::Stalled, &message);
             }
         }
         tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+}
+
+/// Notes a failed probe; the first of a run is logged (as a warning).
+fn probe_failed(handle: &ClusterHandle, sent: u64, cause: FailureCause, message: &str) {
+    let first = handle.status.failing_cause().is_none();
+    handle.status.note_probe_failure(sent, cause);
+    if first {
+        tracing::warn!(cluster = %handle.spec.name, cause = %cause.as_str(), error = %message, "apiserver probe failing; keeping the last snapshot");
+    } else {
+        tracing::debug!(cluster = %handle.spec.name, cause = %cause.as_str(), error = %message, "apiserver probe failed");
     }
 }
 
@@ -148,161 +247,9 @@ async fn client(
     };
     config.read_timeout = Some(READ_TIMEOUT);
     config.connect_timeout = Some(CONNECT_TIMEOUT);
+    // 429s and 503s are retried (honouring Retry-After) by the watch loop,
+    // which can then say the cluster is being throttled; kube's own retry
+    // layer would hide that for up to 15 attempts.
+    config.default_retry = false;
     Ok(kube::Client::try_from(config)?)
-}
-
-fn api_resource(kind: Kind) -> ApiResource {
-    match kind {
-        Kind::Service => ApiResource::erase::<Service>(&()),
-        Kind::EndpointSlice => ApiResource::erase::<EndpointSlice>(&()),
-        Kind::Pod => ApiResource::erase::<Pod>(&()),
-        Kind::Namespace => ApiResource::erase::<Namespace>(&()),
-        Kind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
-    }
-}
-
-/// Rebuilds the full object JSON (`DynamicObject` splits metadata off).
-fn to_value(obj: DynamicObject) -> Value {
-    let mut value = obj.data;
-    if let Value::Object(map) = &mut value
-        && let Ok(meta) = serde_json::to_value(&obj.metadata)
-    {
-        map.insert("metadata".to_owned(), meta);
-    }
-    value
-}
-
-fn obj_key(kind: Kind, obj: &DynamicObject) -> ObjKey {
-    let name = obj.metadata.name.clone().unwrap_or_default();
-    match kind {
-        Kind::Namespace => ObjKey::new(String::new(), name),
-        _ => ObjKey::new(obj.metadata.namespace.clone().unwrap_or_default(), name),
-    }
-}
-
-/// Remembers which objects failed to convert, so each is logged once per
-/// distinct error rather than on every relist.
-#[derive(Default)]
-struct BadObjects(HashMap<ObjKey, String>);
-
-impl BadObjects {
-    fn convert(
-        &mut self,
-        cluster: &str,
-        kind: Kind,
-        handle: &ClusterHandle,
-        obj: DynamicObject,
-    ) -> Option<Object> {
-        let key = obj_key(kind, &obj);
-        match convert(kind, to_value(obj)) {
-            Ok(converted) => {
-                self.0.remove(&key);
-                converted
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                if self.0.get(&key) != Some(&msg) {
-                    tracing::warn!(cluster, kind = kind.as_str(), object = %key, error = %msg, "skipping object that does not parse");
-                    handle
-                        .status
-                        .skipped_objects
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.0.insert(key, msg);
-                }
-                None
-            }
-        }
-    }
-}
-
-async fn watch_scope(
-    cluster: String,
-    client: kube::Client,
-    scope: Scope,
-    handle: Arc<ClusterHandle>,
-    tx: mpsc::Sender<SourceEvent>,
-) {
-    let (kind, namespace) = scope.clone();
-    let ar = api_resource(kind);
-    let api: Api<DynamicObject> = match &namespace {
-        Some(ns) => Api::namespaced_with(client, ns, &ar),
-        None => Api::all_with(client, &ar),
-    };
-    let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
-    let mut bad = BadObjects::default();
-    let mut backoff = Exponential::default();
-    let optional = matches!(kind, Kind::Namespace | Kind::StatefulSet);
-    let mut warned = false;
-    // After any error the watcher starts over with a full list. kube's
-    // watcher would resume from its resourceVersion instead, but a resumed
-    // watch on a quiet cluster says nothing, so its recovery could not be
-    // told from a dead one; a relist ends in InitDone, which marks the
-    // source healthy again (and 410 Expired needs the relist anyway).
-    loop {
-        let mut stream = watcher::watcher(api.clone(), config.clone()).boxed();
-        let mut initial: Vec<Object> = Vec::new();
-        let error = loop {
-            let Some(item) = stream.next().await else {
-                break None;
-            };
-            let event = match item {
-                Ok(Event::Init) => {
-                    initial.clear();
-                    continue;
-                }
-                Ok(Event::InitApply(obj)) => {
-                    initial.extend(bad.convert(&cluster, kind, &handle, obj));
-                    continue;
-                }
-                Ok(Event::InitDone) => {
-                    backoff.reset();
-                    warned = false;
-                    let objects = std::mem::take(&mut initial);
-                    tracing::debug!(
-                        cluster,
-                        kind = kind.as_str(),
-                        count = objects.len(),
-                        "listed"
-                    );
-                    let reset =
-                        SourceEvent::Change(Change::Reset(kind, namespace.clone(), objects));
-                    if tx.send(reset).await.is_err() {
-                        return;
-                    }
-                    SourceEvent::Synced(scope.clone())
-                }
-                Ok(Event::Apply(obj)) => match bad.convert(&cluster, kind, &handle, obj) {
-                    Some(o) => SourceEvent::Change(Change::Apply(o)),
-                    None => continue,
-                },
-                Ok(Event::Delete(obj)) => {
-                    SourceEvent::Change(Change::Delete(kind, obj_key(kind, &obj)))
-                }
-                Err(e) => break Some(e),
-            };
-            if tx.send(event).await.is_err() {
-                return; // the writer is gone: the cluster is shutting down
-            }
-        };
-        let why = error.map_or_else(|| "stream ended".to_owned(), |e| e.to_string());
-        if optional {
-            // Namespaces and StatefulSets add to DNS but do not gate it: an
-            // apiserver (or RBAC) that refuses them must not make the
-            // cluster look down.
-            if !warned {
-                tracing::warn!(cluster, kind = kind.as_str(), error = %why, "optional watch failing; retrying without marking the cluster down");
-                warned = true;
-            }
-        } else if tx
-            .send(SourceEvent::Failing(format!(
-                "{} watch: {why}",
-                kind.as_str()
-            )))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(5))).await;
-    }
 }

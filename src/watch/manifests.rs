@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::SourceEvent;
 use super::convert::{convert, kind_of};
-use crate::index::{Change, Kind, Object};
+use super::{Failure, SourceEvent};
+use crate::index::{Change, FailureCause, Kind, Object};
 
 /// How often the folder is checked for changes.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -25,6 +25,7 @@ type Stamp = (Option<SystemTime>, u64);
 pub async fn run(dir: PathBuf, kinds: Vec<Kind>, tx: mpsc::Sender<SourceEvent>) {
     let mut stamps: BTreeMap<PathBuf, Stamp> = BTreeMap::new();
     let mut first = true;
+    let mut failed = false;
     loop {
         let found = tokio::task::spawn_blocking({
             let dir = dir.clone();
@@ -32,10 +33,21 @@ pub async fn run(dir: PathBuf, kinds: Vec<Kind>, tx: mpsc::Sender<SourceEvent>) 
         })
         .await;
         let now = match found {
-            Ok(Ok(now)) => now,
+            Ok(Ok(now)) => {
+                if failed && tx.send(SourceEvent::Healthy(None)).await.is_err() {
+                    return;
+                }
+                failed = false;
+                now
+            }
             Ok(Err(e)) => {
-                let why = format!("cannot read {}: {e}", dir.display());
-                let _ = tx.send(SourceEvent::Failing(why)).await;
+                failed = true;
+                let failure = Failure {
+                    scope: None,
+                    cause: FailureCause::Unreadable,
+                    message: format!("cannot read {}: {e}", dir.display()),
+                };
+                let _ = tx.send(SourceEvent::Failing(failure)).await;
                 tokio::time::sleep(POLL).await;
                 continue;
             }

@@ -5,12 +5,13 @@
 
 pub mod convert;
 mod kube;
+mod listwatch;
 mod manifests;
 mod primary;
 
 pub use manifests::{Parsed, parse_documents};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{ClusterSettings, PodsMode, Source};
-use crate::index::{Change, ClusterHandle, ClusterStore, Kind};
+use crate::index::{Change, ClusterHandle, ClusterStore, FailureCause, Kind};
 
 /// The writer publishes once no event has arrived for `BATCH_QUIET`, or
 /// `BATCH_WINDOW` after the first event of a burst, whichever is first: a
@@ -38,8 +39,20 @@ pub enum SourceEvent {
     Change(Change),
     /// The initial list of this stream is complete.
     Synced(Scope),
-    /// The source could not reach or read its cluster.
-    Failing(String),
+    /// This stream works (again): its watch opened, its folder was read.
+    /// `None`: the whole source.
+    Healthy(Option<Scope>),
+    /// This stream (`None`: the whole source) could not reach or read its
+    /// cluster.
+    Failing(Failure),
+}
+
+/// One failure of a source, with its cause for `/metrics` and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub scope: Option<Scope>,
+    pub cause: FailureCause,
+    pub message: String,
 }
 
 /// The kinds a cluster's sources deliver, per its config.
@@ -123,20 +136,24 @@ async fn writer(
 ) {
     let name = handle.spec.name.clone();
     let mut store = ClusterStore::new(Arc::clone(&handle.spec));
-    // Scopes whose first complete list has not arrived yet.
-    let mut pending: HashSet<Scope> = scopes.into_iter().collect();
+    let mut state = WriterState {
+        pending: scopes.into_iter().collect(),
+        failing: HashMap::new(),
+        lists_ended: false,
+    };
     let mut generation = 0u64;
     while let Some(first) = rx.recv().await {
         let deadline = Instant::now() + BATCH_WINDOW;
         let mut events = 1usize;
-        apply(&handle, &mut store, &mut pending, first);
+        state.apply(&handle, &mut store, first);
         // Gather the rest of a burst so it costs one publish.
         while let Ok(Some(ev)) =
             tokio::time::timeout_at(deadline.min(Instant::now() + BATCH_QUIET), rx.recv()).await
         {
-            apply(&handle, &mut store, &mut pending, ev);
+            state.apply(&handle, &mut store, ev);
             events += 1;
         }
+        let pending = &state.pending;
         let gated = pending.iter().any(gates_sync);
         if !gated && (store.is_dirty() || !handle.status.synced()) {
             generation += 1;
@@ -168,31 +185,72 @@ async fn writer(
             // Every StatefulSet listed is in the published snapshot.
             handle.status.note_statefulsets_listed();
         }
+        if !gated && std::mem::take(&mut state.lists_ended) {
+            // A (re)list leaves the parser's garbage spread over the heap;
+            // hand the free pages back, off the async workers.
+            tokio::task::spawn_blocking(give_back_free_memory);
+        }
     }
 }
 
-fn apply(
-    handle: &ClusterHandle,
-    store: &mut ClusterStore,
-    pending: &mut HashSet<Scope>,
-    ev: SourceEvent,
-) {
-    match ev {
-        SourceEvent::Change(change) => {
-            handle.status.note_event();
-            store.apply(change);
-        }
-        SourceEvent::Synced(scope) => {
-            handle.status.note_event();
-            pending.remove(&scope);
-        }
-        SourceEvent::Failing(why) => {
-            if handle.status.failing_since_ms().is_none() {
-                tracing::warn!(cluster = %handle.spec.name, error = %why, "cluster source failing; keeping the last snapshot");
+/// What the writer tracks about its sources besides the store.
+struct WriterState {
+    /// Scopes whose first complete list has not arrived yet.
+    pending: HashSet<Scope>,
+    /// Streams failing now, with their cause (`None`: the whole source).
+    failing: HashMap<Option<Scope>, FailureCause>,
+    /// A list ended since the last publish.
+    lists_ended: bool,
+}
+
+impl WriterState {
+    fn apply(&mut self, handle: &ClusterHandle, store: &mut ClusterStore, ev: SourceEvent) {
+        let cluster = &handle.spec.name;
+        match ev {
+            SourceEvent::Change(change) => {
+                handle.status.note_event();
+                if let Change::ListEnd(..) = &change {
+                    handle.status.lists.fetch_add(1, Ordering::Relaxed);
+                    self.lists_ended = true;
+                }
+                store.apply(change);
             }
-            handle.status.note_watch_failure();
-            handle.status.watch_restarts.fetch_add(1, Ordering::Relaxed);
+            SourceEvent::Synced(scope) => {
+                handle.status.note_event();
+                if self.pending.remove(&scope) {
+                    // The first complete list (a manifests folder's too).
+                    self.lists_ended = true;
+                }
+            }
+            SourceEvent::Healthy(scope) => {
+                if self.failing.remove(&scope).is_some() && self.failing.is_empty() {
+                    tracing::info!(cluster = %cluster, "cluster source works again");
+                    handle.status.note_watch_ok();
+                }
+            }
+            SourceEvent::Failing(f) => {
+                let kind = f.scope.as_ref().map_or("source", |(k, _)| k.as_str());
+                if self.failing.insert(f.scope.clone(), f.cause) != Some(f.cause) {
+                    tracing::warn!(cluster = %cluster, kind = %kind, cause = %f.cause.as_str(), error = %f.message, "cluster source failing; keeping the last snapshot");
+                } else {
+                    tracing::debug!(cluster = %cluster, kind = %kind, cause = %f.cause.as_str(), error = %f.message, "cluster source still failing");
+                }
+                handle.status.note_failure(f.cause);
+                handle.status.watch_restarts.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+}
+
+/// Returns free heap pages to the kernel (glibc's `malloc_trim`), so that a
+/// relist's transient garbage does not stay resident.
+#[allow(unsafe_code)]
+fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims the allocator's own free
+    // lists; it takes the arena locks itself.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

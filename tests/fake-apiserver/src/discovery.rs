@@ -59,7 +59,7 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "singularName": r.singular,
                 "namespaced": r.namespaced,
                 "kind": r.kind,
-                "verbs": ["get", "list", "watch"],
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
                 "shortNames": r.short_names,
             })
         })

@@ -25,7 +25,6 @@ use anyhow::Context as _;
 use serde::Deserialize as _;
 use serde_json::Value;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 use state::Shared;
 pub use state::{Fault, Stats};
@@ -42,6 +41,13 @@ pub struct Options {
     /// Path segments answered 404 (e.g. `version`, `statefulsets`): an
     /// apiserver without them, or whose RBAC hides them.
     pub hidden: Vec<String>,
+    /// Serve streaming lists (`sendInitialEvents=true`, KEP-3157), as
+    /// Kubernetes 1.32+ does by default; `false` refuses them with 422, as
+    /// older apiservers (or the feature gate off) do.
+    pub watch_list: bool,
+    /// Names (DNS names or IPs) the server certificate is for; `None`:
+    /// localhost and 127.0.0.1.
+    pub cert_names: Option<Vec<String>>,
 }
 
 impl Default for Options {
@@ -51,6 +57,8 @@ impl Default for Options {
             token: None,
             history_limit: 10_000,
             hidden: Vec::new(),
+            watch_list: true,
+            cert_names: None,
         }
     }
 }
@@ -59,8 +67,8 @@ impl Default for Options {
 pub struct FakeApiServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    ca_pem: String,
-    acceptor: TlsAcceptor,
+    tls: tls::Tls,
+    cert_names: Option<Vec<String>>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -88,24 +96,26 @@ impl FakeApiServer {
 
     /// Start on 127.0.0.1 with an ephemeral port.
     pub async fn start_with(opts: Options) -> anyhow::Result<Self> {
-        let tls = tls::generate()?;
+        let tls = tls::generate(opts.cert_names.as_deref())?;
         let token = opts.token.unwrap_or_else(util::random_hex);
         let shared = Arc::new(Shared::new(
             token,
             opts.bookmark_interval,
             opts.history_limit.max(1),
             opts.hidden,
+            opts.watch_list,
+            tls.acceptor.clone(),
         ));
         let listener = server::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .context("binding 127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let task = server::spawn(listener, tls.acceptor.clone(), Arc::clone(&shared));
+        let task = server::spawn(listener, Arc::clone(&shared));
         tracing::info!(%addr, "fake apiserver listening");
         Ok(Self {
             shared,
             addr,
-            ca_pem: tls.ca_pem,
-            acceptor: tls.acceptor,
+            tls,
+            cert_names: opts.cert_names,
             accept_task: Mutex::new(Some(task)),
         })
     }
@@ -127,16 +137,75 @@ impl FakeApiServer {
 
     /// PEM of the CA that signed the server certificate.
     pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+        &self.tls.ca_pem
     }
 
+    /// The token the server started with.
     pub fn token(&self) -> &str {
         &self.shared.token
     }
 
+    /// The bearer token accepted now.
+    pub fn accepted_token(&self) -> String {
+        self.shared.accepted_token()
+    }
+
+    /// Accept only `token` from now on: every other token (the old one
+    /// included) gets 401, as after a revocation or a rotation. Open
+    /// watches carry on, as they do on a real apiserver, until they end.
+    pub fn set_token(&self, token: &str) {
+        self.shared.set_token(token.to_owned());
+    }
+
+    /// A client certificate and key (PEM) for user `name`, signed by the
+    /// server's CA: it authenticates a connection instead of a token.
+    pub fn client_cert(&self, name: &str) -> anyhow::Result<(String, String)> {
+        self.tls.client_cert(name)
+    }
+
     /// Kubeconfig YAML with one cluster/user/context named `context`, set as current-context.
     pub fn kubeconfig(&self, context: &str) -> String {
-        kubeconfig::render(&self.url(), &self.ca_pem, &self.shared.token, context)
+        kubeconfig::render(
+            &self.url(),
+            self.ca_pem(),
+            &self.shared.accepted_token(),
+            context,
+        )
+    }
+
+    /// Serve a certificate from a new CA that no client trusts (a rotation
+    /// clients were not told of), and close every connection so that each
+    /// client must handshake again.
+    pub async fn rotate_to_untrusted_cert(&self) -> anyhow::Result<()> {
+        let other = tls::generate(self.cert_names.as_deref())?;
+        self.shared.set_acceptor(other.acceptor);
+        self.restart_connections().await
+    }
+
+    /// Serve the original certificate again (closing every connection).
+    pub async fn restore_cert(&self) -> anyhow::Result<()> {
+        self.shared.set_acceptor(self.tls.acceptor.clone());
+        self.restart_connections().await
+    }
+
+    async fn restart_connections(&self) -> anyhow::Result<()> {
+        let running = self.task_slot().is_some();
+        self.pause().await;
+        if running {
+            self.resume().await?;
+        }
+        Ok(())
+    }
+
+    /// The next list response (one page) is not valid JSON; later ones are.
+    pub fn garbage_next_list_page(&self) {
+        self.shared.arm_garbage_page();
+    }
+
+    /// The next watch event emitted (to every watch that sees it) is not
+    /// valid JSON; later ones are.
+    pub fn garbage_next_watch_event(&self) {
+        self.shared.arm_garbage_event();
     }
 
     pub fn write_kubeconfig(&self, path: &Path, context: &str) -> std::io::Result<()> {
@@ -146,7 +215,7 @@ impl FakeApiServer {
     /// Create or replace an object; emits ADDED or MODIFIED; returns its new resourceVersion.
     /// The spec is not validated.
     pub fn apply(&self, obj: Value) -> anyhow::Result<u64> {
-        let garbage = self.shared.garbage();
+        let garbage = self.shared.garbage_watch_event();
         self.shared.store().apply(obj, garbage)
     }
 
@@ -218,7 +287,7 @@ impl FakeApiServer {
         let Some(res) = resources::by_kind(api_version, kind) else {
             return false;
         };
-        let garbage = self.shared.garbage();
+        let garbage = self.shared.garbage_watch_event();
         self.shared
             .store()
             .delete(res, namespace.unwrap_or(""), name, garbage)
@@ -276,7 +345,7 @@ impl FakeApiServer {
         let listener = server::rebind(self.addr)
             .await
             .with_context(|| format!("rebinding {}", self.addr))?;
-        let task = server::spawn(listener, self.acceptor.clone(), Arc::clone(&self.shared));
+        let task = server::spawn(listener, Arc::clone(&self.shared));
         *self.task_slot() = Some(task);
         Ok(())
     }

@@ -41,18 +41,14 @@ pub(crate) async fn rebind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Run the accept loop. Aborting the returned task also aborts every connection it spawned.
-pub(crate) fn spawn(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    shared: Arc<Shared>,
-) -> JoinHandle<()> {
+pub(crate) fn spawn(listener: TcpListener, shared: Arc<Shared>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut conns = JoinSet::new();
         loop {
             tokio::select! {
                 r = listener.accept() => match r {
                     Ok((tcp, _peer)) => {
-                        conns.spawn(serve(tcp, acceptor.clone(), Arc::clone(&shared)));
+                        conns.spawn(serve(tcp, shared.acceptor(), Arc::clone(&shared)));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -75,7 +71,14 @@ async fn serve(tcp: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
             return;
         }
     };
-    let svc = service_fn(move |req| routes::handle(Arc::clone(&shared), local, req));
+    // A client certificate the handshake verified (against the client CA)
+    // authenticates the connection, as the apiserver's x509 authenticator does.
+    let client_cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|c| !c.is_empty());
+    let svc = service_fn(move |req| routes::handle(Arc::clone(&shared), local, client_cert, req));
     let conn = http1::Builder::new()
         .keep_alive(true)
         .serve_connection(TokioIo::new(tls), svc);

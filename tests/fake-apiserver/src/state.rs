@@ -1,10 +1,11 @@
 //! State shared by the public handle and every connection: store, token, fault switch, counters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::store::Store;
 
@@ -20,12 +21,17 @@ pub enum Fault {
     Stall,
     /// List bodies and new watch events are not valid JSON.
     GarbageJson,
+    /// Every API request answers 429 Too Many Requests with this Retry-After
+    /// (seconds), as API Priority and Fairness does when a level is full.
+    TooManyRequests { retry_after_secs: u64 },
 }
 
 /// Request counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     pub lists: u64,
+    /// Watches with `sendInitialEvents=true` (streaming lists, KEP-3157).
+    pub watch_lists: u64,
     pub watches_started: u64,
     pub watch_events_sent: u64,
     pub bookmarks_sent: u64,
@@ -36,6 +42,7 @@ pub struct Stats {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub lists: AtomicU64,
+    pub watch_lists: AtomicU64,
     pub watches_started: AtomicU64,
     pub watch_events_sent: AtomicU64,
     pub bookmarks_sent: AtomicU64,
@@ -52,6 +59,7 @@ impl Counters {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             lists: l(&self.lists),
+            watch_lists: l(&self.watch_lists),
             watches_started: l(&self.watches_started),
             watch_events_sent: l(&self.watch_events_sent),
             bookmarks_sent: l(&self.bookmarks_sent),
@@ -61,15 +69,36 @@ impl Counters {
     }
 }
 
+/// The TLS acceptor (which has no `Debug` of its own).
+pub(crate) struct Acceptor(TlsAcceptor);
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsAcceptor")
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     store: Mutex<Store>,
     /// Path segments answered 404.
     pub hidden: Vec<String>,
+    /// The token the server started with (what `kubeconfig()` writes first).
     pub token: String,
+    /// The bearer token accepted now (a revocation replaces it).
+    accepted: RwLock<String>,
     pub bookmark_interval: Duration,
+    /// Streaming lists (`sendInitialEvents=true`) are served; otherwise they
+    /// are refused with 422, as before Kubernetes 1.27 or with the WatchList
+    /// feature gate off.
+    pub watch_list: bool,
     pub fault: watch::Sender<Fault>,
     pub counters: Counters,
+    /// The TLS configuration new connections get (rotated by tests).
+    acceptor: Mutex<Acceptor>,
+    /// One-shot faults: the next list page / watch event is not JSON.
+    garbage_page: AtomicBool,
+    garbage_event: AtomicBool,
 }
 
 impl Shared {
@@ -78,19 +107,52 @@ impl Shared {
         bookmark_interval: Duration,
         history_limit: usize,
         hidden: Vec<String>,
+        watch_list: bool,
+        acceptor: TlsAcceptor,
     ) -> Self {
         Self {
             store: Mutex::new(Store::new(history_limit)),
+            accepted: RwLock::new(token.clone()),
             token,
             hidden,
             bookmark_interval,
+            watch_list,
             fault: watch::Sender::new(Fault::None),
             counters: Counters::default(),
+            acceptor: Mutex::new(Acceptor(acceptor)),
+            garbage_page: AtomicBool::new(false),
+            garbage_event: AtomicBool::new(false),
         }
     }
 
     pub fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn accepted_token(&self) -> String {
+        self.accepted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_token(&self, token: String) {
+        *self
+            .accepted
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = token;
+    }
+
+    pub fn acceptor(&self) -> TlsAcceptor {
+        self.acceptor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    pub fn set_acceptor(&self, acceptor: TlsAcceptor) {
+        *self.acceptor.lock().unwrap_or_else(PoisonError::into_inner) = Acceptor(acceptor);
     }
 
     pub fn fault(&self) -> Fault {
@@ -99,6 +161,24 @@ impl Shared {
 
     pub fn garbage(&self) -> bool {
         self.fault() == Fault::GarbageJson
+    }
+
+    /// Whether this list page is garbage (the fault, or the one-shot).
+    pub fn garbage_list_page(&self) -> bool {
+        self.garbage() || self.garbage_page.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether the event being emitted is garbage (the fault, or the one-shot).
+    pub fn garbage_watch_event(&self) -> bool {
+        self.garbage() || self.garbage_event.swap(false, Ordering::Relaxed)
+    }
+
+    pub fn arm_garbage_page(&self) {
+        self.garbage_page.store(true, Ordering::Relaxed);
+    }
+
+    pub fn arm_garbage_event(&self) {
+        self.garbage_event.store(true, Ordering::Relaxed);
     }
 
     /// Returns once the fault is no longer `Stall`.

@@ -1,4 +1,8 @@
-//! Generated CA and server certificate (rcgen) and the rustls server configuration (ring only).
+//! Generated CA, server certificate and client certificates (rcgen), and the
+//! rustls server configuration (ring only). Client certificates are
+//! optional: one signed by the CA authenticates the connection, as the
+//! apiserver's x509 client-certificate authenticator does (kubeadm's
+//! kubeconfigs use them); without one, the bearer token must.
 
 use std::sync::Arc;
 
@@ -8,12 +12,14 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
 use tokio_rustls::TlsAcceptor;
 
 /// Server-side TLS material.
 pub(crate) struct Tls {
     pub ca_pem: String,
     pub acceptor: TlsAcceptor,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -29,8 +35,9 @@ pub(crate) fn install_ring_provider() {
     let _already_installed = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A fresh CA and a server certificate for 127.0.0.1 / localhost signed by it.
-pub(crate) fn generate() -> anyhow::Result<Tls> {
+/// A fresh CA and a server certificate signed by it, for `names` (DNS names
+/// or IP addresses); `None`: localhost and 127.0.0.1.
+pub(crate) fn generate(names: Option<&[String]>) -> anyhow::Result<Tls> {
     install_ring_provider();
     let ca_key = KeyPair::generate().context("generating CA key")?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).context("CA params")?;
@@ -47,11 +54,14 @@ pub(crate) fn generate() -> anyhow::Result<Tls> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let server_key = KeyPair::generate().context("generating server key")?;
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_string()]).context("server params")?;
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let mut params = CertificateParams::new(Vec::<String>::new()).context("server params")?;
+    let default = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+    for name in names.unwrap_or(&default) {
+        params.subject_alt_names.push(match name.parse() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(name.clone().try_into().context("server DNS name")?),
+        });
+    }
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "kube-apiserver");
     params.distinguished_name = dn;
@@ -59,18 +69,42 @@ pub(crate) fn generate() -> anyhow::Result<Tls> {
         .signed_by(&server_key, &issuer)
         .context("signing server certificate")?;
 
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).context("client CA root")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .context("client certificate verifier")?;
     let chain: Vec<CertificateDer<'static>> = vec![server_cert.der().clone()];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .context("server certificate")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Tls {
         ca_pem: ca_cert.pem(),
         acceptor: TlsAcceptor::from(Arc::new(config)),
+        issuer,
     })
+}
+
+impl Tls {
+    /// A client certificate and key (PEM) for user `name`, signed by the CA.
+    pub fn client_cert(&self, name: &str) -> anyhow::Result<(String, String)> {
+        let key = KeyPair::generate().context("generating client key")?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).context("client params")?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        dn.push(DnType::OrganizationName, "system:masters");
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .context("signing client certificate")?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
 }

@@ -352,3 +352,62 @@ async fn get_returns_the_object_or_a_404_status() {
     }
     assert!(api.get_opt("missing").await.expect("get_opt").is_none());
 }
+
+#[tokio::test]
+async fn kube_streaming_list_watcher_ends_its_initial_events_at_the_bookmark() {
+    let server =
+        common::server_with(&[("default", "a", "10.0.0.1"), ("default", "b", "10.0.0.2")]).await;
+    let api: Api<Service> = Api::all(client(&server).await);
+    let mut stream = watcher::watcher(api, watcher::Config::default().streaming_lists()).boxed();
+    let mut listed = Vec::new();
+    loop {
+        match next_matching(&mut stream, 10, "the initial events", |_| true).await {
+            Ok(Event::InitApply(s)) => listed.push(s.name_any()),
+            Ok(Event::InitDone) => break,
+            Ok(_) => {}
+            Err(e) => panic!("streaming list failed: {e}"),
+        }
+    }
+    assert_eq!(listed, ["a", "b"], "every object before initial-events-end");
+    let stats = server.stats();
+    assert_eq!(
+        (stats.watch_lists, stats.lists),
+        (1, 0),
+        "one streaming list, no LIST: {stats:?}"
+    );
+    server
+        .apply(service("default", "c", "10.0.0.3"))
+        .expect("apply");
+    let ev = next_matching(&mut stream, 10, "the live event after the list", |e| {
+        matches!(e, Ok(Event::Apply(_)))
+    })
+    .await;
+    assert!(matches!(ev, Ok(Event::Apply(s)) if s.name_any() == "c"));
+}
+
+#[tokio::test]
+async fn a_server_without_streaming_lists_refuses_them_with_422_as_older_apiservers_do() {
+    let server = FakeApiServer::start_with(Options {
+        watch_list: false,
+        ..Options::default()
+    })
+    .await
+    .expect("server starts");
+    let path = "/api/v1/services?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true";
+    let raw = raw_get(&server, path, Some(server.token())).await;
+    assert_eq!(raw.status, 422, "{}", raw.body);
+    assert!(raw.body.contains("WatchList feature gate"), "{}", raw.body);
+    // A server with them still checks the options as the apiserver does.
+    let on = FakeApiServer::start().await.expect("server starts");
+    let raw = raw_get(
+        &on,
+        "/api/v1/services?watch=1&sendInitialEvents=true",
+        Some(on.token()),
+    )
+    .await;
+    assert_eq!(
+        raw.status, 422,
+        "sendInitialEvents needs resourceVersionMatch=NotOlderThan: {}",
+        raw.body
+    );
+}

@@ -238,6 +238,58 @@ async fn check_one(minor: u32, bin: &Path) {
         .apply(service("default", "x", "10.0.0.9"))
         .expect("modify x");
     kubectl.expect_success(wait_ip, "wait --for=jsonpath").await;
+
+    // (d) writes in the REST shape: create, replace, merge patch, delete.
+    let file = tmp.path().join("made.json");
+    let made = |ip: &str| serde_json::to_string(&service("default", "made", ip)).expect("json");
+    std::fs::write(&file, made("10.0.0.21")).expect("write manifest");
+    let path = file.display().to_string();
+    kubectl
+        .run(&["create", "-f", &path, "--validate=false"])
+        .await;
+    let ip_of = || {
+        server
+            .get("v1", "Service", Some("default"), "made")
+            .map(|s| s["spec"]["clusterIP"].clone())
+    };
+    assert_eq!(
+        ip_of(),
+        Some(Value::from("10.0.0.21")),
+        "kubectl 1.{minor} create"
+    );
+    std::fs::write(&file, made("10.0.0.22")).expect("write manifest");
+    kubectl
+        .run(&["replace", "-f", &path, "--validate=false"])
+        .await;
+    assert_eq!(
+        ip_of(),
+        Some(Value::from("10.0.0.22")),
+        "kubectl 1.{minor} replace"
+    );
+    kubectl
+        .run(&[
+            "patch",
+            "service",
+            "made",
+            "-n",
+            "default",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"labels":{"patched":"yes"}}}"#,
+        ])
+        .await;
+    let labels = server
+        .get("v1", "Service", Some("default"), "made")
+        .map(|s| s["metadata"]["labels"].clone());
+    assert_eq!(
+        labels,
+        Some(serde_json::json!({"app": "made", "patched": "yes"})),
+        "kubectl 1.{minor} patch --type=merge"
+    );
+    kubectl
+        .run(&["delete", "service", "made", "-n", "default"])
+        .await;
+    assert_eq!(ip_of(), None, "kubectl 1.{minor} delete");
 }
 
 #[tokio::test]
