@@ -1,10 +1,12 @@
 //! Admin HTTP: `/healthz` (the process is up), `/readyz` (every cluster has
-//! synced once; 503 with the laggards named until then) and `/metrics`, in
+//! synced once; 503 with the laggards named until then, and during the
+//! lame-duck period before shutdown) and `/metrics`, in
 //! the format the scraper's `Accept` asks for (design.md §5: OpenMetrics 1.0
 //! when asked, Prometheus text 0.0.4 otherwise). Reads cluster status and
 //! metrics; never writes the index.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -21,6 +23,8 @@ use crate::metrics::{Format, Metrics};
 struct AdminState {
     clusters: Vec<Arc<ClusterHandle>>,
     metrics: Metrics,
+    /// Shutting down: not ready, whatever the clusters say.
+    draining: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,21 +39,36 @@ struct ClusterReady {
 #[derive(Debug, Serialize)]
 struct Readiness {
     ready: bool,
+    /// In the lame-duck period before shutdown.
+    shutting_down: bool,
     not_synced: Vec<String>,
     clusters: Vec<ClusterReady>,
 }
 
-pub fn router(clusters: Vec<Arc<ClusterHandle>>, metrics: Metrics) -> Router {
+pub fn router(
+    clusters: Vec<Arc<ClusterHandle>>,
+    metrics: Metrics,
+    draining: Arc<AtomicBool>,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(AdminState { clusters, metrics })
+        .with_state(AdminState {
+            clusters,
+            metrics,
+            draining,
+        })
 }
 
 /// Serves the admin endpoints until the task is aborted.
-pub async fn serve(listener: TcpListener, clusters: Vec<Arc<ClusterHandle>>, metrics: Metrics) {
-    if let Err(e) = axum::serve(listener, router(clusters, metrics)).await {
+pub async fn serve(
+    listener: TcpListener,
+    clusters: Vec<Arc<ClusterHandle>>,
+    metrics: Metrics,
+    draining: Arc<AtomicBool>,
+) {
+    if let Err(e) = axum::serve(listener, router(clusters, metrics, draining)).await {
         tracing::error!(error = %e, "admin server stopped");
     }
 }
@@ -74,7 +93,8 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         .filter(|c| !c.synced)
         .map(|c| c.name.clone())
         .collect();
-    let ready = not_synced.is_empty();
+    let shutting_down = state.draining.load(Ordering::Relaxed);
+    let ready = not_synced.is_empty() && !shutting_down;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -84,6 +104,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         status,
         axum::Json(Readiness {
             ready,
+            shutting_down,
             not_synced,
             clusters,
         }),

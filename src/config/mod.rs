@@ -45,6 +45,9 @@ pub struct Settings {
     pub dns: DnsSettings,
     pub allow: AllowList,
     pub admin: Option<SocketAddr>,
+    /// `admin.lameduck`: after SIGTERM, answer this long with `/readyz` at
+    /// 503 before closing the sockets (0: close at once).
+    pub lameduck: Duration,
     pub clusters: Vec<ClusterSettings>,
     pub clusterset: Option<ClustersetSettings>,
     pub forward: Vec<ForwardSettings>,

@@ -64,6 +64,8 @@ fn default_ttl() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+    /// After SIGTERM, keep answering this long with `/readyz` at 503.
+    pub lameduck: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

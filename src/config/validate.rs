@@ -162,6 +162,12 @@ pub(super) fn validate(raw: RawConfig, path: &Path) -> Result<Settings, ConfigEr
         },
         allow,
         admin,
+        lameduck: duration(
+            &cx,
+            "admin.lameduck",
+            raw.admin.as_ref().and_then(|a| a.lameduck.as_deref()),
+            Duration::ZERO,
+        )?,
         clusters,
         clusterset,
         forward,

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::Shared;
+use super::{Counters, Serving, Shared};
 use crate::answer::{Outcome, Step, Transport};
 use crate::metrics::WorkerStats;
 
@@ -57,12 +57,13 @@ where
     }
 }
 
-/// Serves DNS over TCP until the task is aborted.
-pub async fn serve_tcp(listener: TcpListener, shared: Shared) {
-    let stats = shared.metrics.worker();
+/// Serves DNS over TCP until the task is aborted; each connection serves
+/// the config current when it was accepted.
+pub async fn serve_tcp(listener: TcpListener, serving: Serving) {
+    let mut counters = Counters::new(&serving.load());
     accept_loop(listener, "tcp", |stream, peer| {
-        let shared = shared.clone();
-        let stats = Arc::clone(&stats);
+        let shared = serving.load();
+        let stats = Arc::clone(counters.for_config(&shared));
         async move {
             if let Err(e) = conn(stream, peer, false, &shared, &stats).await {
                 tracing::debug!(%peer, error = %e, "tcp connection ended");
@@ -73,11 +74,11 @@ pub async fn serve_tcp(listener: TcpListener, shared: Shared) {
 }
 
 /// Serves DNS over TLS until the task is aborted.
-pub async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, shared: Shared) {
-    let stats = shared.metrics.worker();
+pub async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, serving: Serving) {
+    let mut counters = Counters::new(&serving.load());
     accept_loop(listener, "tls", |stream, peer| {
-        let shared = shared.clone();
-        let stats = Arc::clone(&stats);
+        let shared = serving.load();
+        let stats = Arc::clone(counters.for_config(&shared));
         let acceptor = acceptor.load_full();
         async move {
             let tls = match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {

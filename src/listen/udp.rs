@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::Shared;
+use super::{Counters, Serving};
 
 use crate::answer::{Outcome, Step, Transport};
 use crate::forward::Early;
-use crate::metrics::WorkerStats;
 
 const UDP_RECV_BUFFER: usize = 4 << 20;
 
@@ -52,7 +51,7 @@ fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
 pub fn spawn_udp(
     addr: SocketAddr,
     threads: usize,
-    shared: &Shared,
+    serving: &Serving,
 ) -> io::Result<(SocketAddr, UdpWorkers)> {
     let first = udp_socket(addr)?;
     let bound = first.local_addr()?;
@@ -66,8 +65,7 @@ pub fn spawn_udp(
     for (i, socket) in sockets.into_iter().enumerate() {
         let worker = Worker {
             socket: Arc::new(socket),
-            shared: shared.clone(),
-            stats: shared.metrics.worker(),
+            serving: serving.clone(),
             runtime: runtime.clone(),
         };
         let stop = Arc::clone(&stop);
@@ -88,8 +86,7 @@ pub fn spawn_udp(
 
 struct Worker {
     socket: Arc<UdpSocket>,
-    shared: Shared,
-    stats: Arc<WorkerStats>,
+    serving: Serving,
     runtime: tokio::runtime::Handle,
 }
 
@@ -97,6 +94,8 @@ impl Worker {
     fn run(&self, stop: &AtomicBool) {
         let mut buf = vec![0u8; 65_535];
         let mut out = Vec::with_capacity(4096);
+        let mut current = self.serving.cache();
+        let mut counters = Counters::new(current.load());
         while !stop.load(Ordering::Relaxed) {
             let (n, peer) = match self.socket.recv_from(&mut buf) {
                 Ok(r) => r,
@@ -116,8 +115,9 @@ impl Worker {
                 }
             };
             let started = Instant::now();
-            match self
-                .shared
+            let shared = current.load();
+            let stats = counters.for_config(shared);
+            match shared
                 .engine
                 .step(&buf[..n], peer.ip(), Transport::Udp, &mut out)
             {
@@ -125,35 +125,31 @@ impl Worker {
                     if let Err(e) = self.socket.send_to(&out, peer) {
                         tracing::debug!(%peer, error = %e, "udp send failed");
                     }
-                    self.stats
-                        .record(super::answered(&outcome), started.elapsed());
+                    stats.record(super::answered(&outcome), started.elapsed());
                 }
-                Step::Drop => self.stats.record_dropped(),
+                Step::Drop => stats.record_dropped(),
                 Step::Notify { zone } => {
-                    let outcome = self
-                        .shared
+                    let outcome = shared
                         .transfers
                         .notified(&buf[..n], peer, zone, &mut out);
                     let _ = self.socket.send_to(&out, peer);
-                    self.stats
-                        .record(super::answered(&outcome), started.elapsed());
+                    stats.record(super::answered(&outcome), started.elapsed());
                 }
                 // The engine sends transfers over UDP a REFUSED itself.
-                Step::Transfer { .. } => self.stats.record_dropped(),
+                Step::Transfer { .. } => stats.record_dropped(),
                 Step::Forward { zone, limit, qtype } => {
                     let outcome = move |rcode| Outcome::forwarded(zone, qtype, rcode);
                     // Cache hits are answered here; only upstream work
                     // becomes a task.
-                    match self.shared.forwarder.answer_early(zone, &buf[..n], limit) {
+                    match shared.forwarder.answer_early(zone, &buf[..n], limit) {
                         Early::Done(reply, rcode) => {
                             let _ = self.socket.send_to(&reply, peer);
-                            self.stats
-                                .record(super::answered(&outcome(rcode)), started.elapsed());
+                            stats.record(super::answered(&outcome(rcode)), started.elapsed());
                         }
                         Early::Upstream(req) => {
                             let socket = Arc::clone(&self.socket);
-                            let stats = Arc::clone(&self.stats);
-                            let forwarder = Arc::clone(&self.shared.forwarder);
+                            let stats = Arc::clone(stats);
+                            let forwarder = Arc::clone(&shared.forwarder);
                             self.runtime.spawn(async move {
                                 let (reply, rcode) =
                                     forwarder.resolve_upstream(zone, &req, limit).await;

@@ -159,6 +159,11 @@ impl Crossdns {
     }
 
     /// Panics if the process has exited or any thread has panicked.
+    /// The exit status, once the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
     pub fn assert_alive(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {
             panic!("crossdns exited with {status}:\n{}", self.stderr());
