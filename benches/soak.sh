@@ -14,8 +14,9 @@
 # last 5 minutes of 10), and propagation p50/p99 under that load.
 #
 #   benches/soak.sh [--duration S] [--services N] [--rate EVENTS_PER_S] [--ci]
-#   --ci: exit 1 on any SERVFAIL or wrong answer, a failed write, or if crossdns
-#         dies; timeouts and timing figures are reported, not judged (CI
+#   --ci: exit 1 on any SERVFAIL or wrong answer, a failed write, more than
+#         1 in 10,000 queries timed out, or if crossdns dies; timing figures
+#         are reported, not judged (CI
 #         machines are shared; see the report for the timeouts at reloads)
 #   env: CROSSDNS_BIN, FAKE_APISERVER_BIN (skip the build), CARGO_TARGET_DIR,
 #        BENCH_DIR (default /tmp/crossdns-bench/soak), DNS_PORT (15391), ADMIN_PORT (15392),
@@ -150,6 +151,10 @@ print(f"propagation under load (write answered -> DNS answers), {len(p)} samples
       f"p99 {q(0.99):.1f} ms, max {p[-1] if p else float('nan'):.1f} ms (goal p99 <= 100 ms); {s['propagation_missed']} never within 2 s")
 print(f"crossdns alive at the end: {alive}")
 if ci:
-    bad = servfail or s["wrong"] or not alive or s["event_errors"]
+    # Timeouts: reloads used to drop queued queries (now the sockets are
+    # handed over); a loaded CI machine may still drop a few datagrams in
+    # dnsperf's own socket, so more than 1 in 10,000 fails the run.
+    too_many_timeouts = lost > max(1, done // 10_000)
+    bad = servfail or s["wrong"] or not alive or s["event_errors"] or too_many_timeouts
     sys.exit(1 if bad else 0)
 PY
