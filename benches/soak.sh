@@ -16,8 +16,7 @@
 #   benches/soak.sh [--duration S] [--services N] [--rate EVENTS_PER_S] [--ci]
 #   --ci: exit 1 on any SERVFAIL or wrong answer, a failed write, more than
 #         1 in 10,000 queries timed out, or if crossdns dies; timing figures
-#         are reported, not judged (CI
-#         machines are shared; see the report for the timeouts at reloads)
+#         are reported, not judged (CI machines are shared)
 #   env: CROSSDNS_BIN, FAKE_APISERVER_BIN (skip the build), CARGO_TARGET_DIR,
 #        BENCH_DIR (default /tmp/crossdns-bench/soak), DNS_PORT (15391), ADMIN_PORT (15392),
 #        SERVER_CPU (0), CLIENT_CPU (1)
