@@ -43,9 +43,9 @@ pub enum Generate {
         /// The cluster whose CoreDNS this is (its own zone is not forwarded).
         #[arg(long)]
         cluster: String,
-        /// crossdns as that cluster reaches it: IP, IP:PORT or tls://IP:PORT#server-name.
-        #[arg(long)]
-        address: String,
+        /// crossdns as that cluster reaches it: IP, IP:PORT or tls://IP:PORT#server-name; repeat for replicas.
+        #[arg(long, required = true)]
+        address: Vec<String>,
         /// Forward over TCP only.
         #[arg(long)]
         force_tcp: bool,
@@ -57,9 +57,9 @@ pub enum Generate {
         config: PathBuf,
         #[arg(long)]
         cluster: String,
-        /// crossdns as that cluster reaches it: IP or IP:PORT (kube-dns has no DNS over TLS).
-        #[arg(long)]
-        address: String,
+        /// crossdns as that cluster reaches it: IP or IP:PORT (kube-dns has no DNS over TLS); repeat for replicas.
+        #[arg(long, required = true)]
+        address: Vec<String>,
     },
     /// The --join list of every replica of a StatefulSet across clusters (reads the clusters live).
     Join {
@@ -168,16 +168,16 @@ fn run_generate(what: Generate) -> anyhow::Result<String> {
             address,
             force_tcp,
         } => {
-            let address: Address = address.parse()?;
-            generate::coredns(&load(&config)?, &cluster, &address, force_tcp)?
+            let addresses = parse_addresses(&address)?;
+            generate::coredns(&load(&config)?, &cluster, &addresses, force_tcp)?
         }
         Generate::KubeDns {
             config,
             cluster,
             address,
         } => {
-            let address: Address = address.parse()?;
-            generate::kube_dns(&load(&config)?, &cluster, &address)?
+            let addresses = parse_addresses(&address)?;
+            generate::kube_dns(&load(&config)?, &cluster, &addresses)?
         }
         Generate::Join {
             config,
@@ -206,6 +206,10 @@ fn run_generate(what: Generate) -> anyhow::Result<String> {
             generate::sans(&settings, &want, &found)?
         }
     })
+}
+
+fn parse_addresses(list: &[String]) -> Result<Vec<Address>, GenerateError> {
+    list.iter().map(|a| a.parse()).collect()
 }
 
 fn block_on<F: Future>(f: F) -> Result<F::Output, GenerateError> {

@@ -149,7 +149,9 @@ async fn flood(
     for i in 0..senders {
         let stop = std::sync::Arc::clone(&stop);
         tasks.push(tokio::spawn(async move {
-            let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
             let (mut ok, mut lost, mut ttls) = (0u64, 0u64, std::collections::BTreeSet::new());
             let mut id = (i as u16) << 10;
             let mut buf = vec![0u8; 4096];
@@ -157,7 +159,9 @@ async fn flood(
                 id = id.wrapping_add(1);
                 let mut q = common::make_query(name, RecordType::A, None);
                 q.metadata.id = id;
-                sock.send_to(&q.to_vec().expect("encode"), addr).await.expect("send");
+                sock.send_to(&q.to_vec().expect("encode"), addr)
+                    .await
+                    .expect("send");
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
                 loop {
                     match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
@@ -205,8 +209,11 @@ async fn reloads_lose_no_query_because_the_sockets_are_handed_over() {
     let original = std::fs::read_to_string(&crossdns.config_path).expect("read config");
     // Three reloads under load, each with another TTL, each waited for.
     for (i, ttl) in [7, 8, 9].into_iter().enumerate() {
-        std::fs::write(&crossdns.config_path, original.replace("ttl: 5", &format!("ttl: {ttl}")))
-            .expect("write");
+        std::fs::write(
+            &crossdns.config_path,
+            original.replace("ttl: 5", &format!("ttl: {ttl}")),
+        )
+        .expect("write");
         wait_for(Duration::from_secs(15), async || {
             crossdns.stderr().matches("config reloaded").count() > i
         })
@@ -217,10 +224,24 @@ async fn reloads_lose_no_query_because_the_sockets_are_handed_over() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, lost, ttls) = load.await.expect("load");
     assert!(ok > 500, "too few queries to tell: {ok}");
-    assert_eq!(lost, 0, "{lost} of {} queries unanswered across 3 reloads", ok + lost);
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} queries unanswered across 3 reloads",
+        ok + lost
+    );
     // The same sockets served every config in turn.
-    assert!(ttls.is_superset(&[5, 7, 8, 9].into()), "TTLs seen: {ttls:?}");
-    assert_eq!(crossdns.stderr().matches("serving DNS on udp and tcp").count(), 1);
+    assert!(
+        ttls.is_superset(&[5, 7, 8, 9].into()),
+        "TTLs seen: {ttls:?}"
+    );
+    assert_eq!(
+        crossdns
+            .stderr()
+            .matches("serving DNS on udp and tcp")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,10 +249,7 @@ async fn sigterm_keeps_answering_through_the_lame_duck_period_with_readyz_503() 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut crossdns = Crossdns::start(
         dir.path(),
-        &format!(
-            "allow: [127.0.0.0/8]\nclusters:\n{}",
-            cluster("region1")
-        ),
+        &format!("allow: [127.0.0.0/8]\nclusters:\n{}", cluster("region1")),
     )
     .await;
     crossdns.wait_ready(Duration::from_secs(20)).await;
@@ -275,5 +293,9 @@ async fn sigterm_keeps_answering_through_the_lame_duck_period_with_readyz_503() 
     wait_for(Duration::from_secs(5), async || crossdns.exited().is_some())
         .await
         .expect("exited after the lame-duck period");
-    assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -188,7 +188,8 @@ impl Listeners {
                 let bound = match bind_tcp(*addr).await {
                     Ok(l) => l,
                     Err(e) => {
-                        let e = anyhow::Error::new(e).context(format!("cannot listen on tls {addr}"));
+                        let e =
+                            anyhow::Error::new(e).context(format!("cannot listen on tls {addr}"));
                         old_dns.extend(dns.into_iter().filter(|(taken, _)| *taken).map(|(_, l)| l));
                         old_dot.extend(dot.into_iter().filter(|(taken, _)| *taken).map(|(_, l)| l));
                         return give_back(serving, acceptor_cell, old_dns, old_dot, e);

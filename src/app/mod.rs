@@ -212,7 +212,10 @@ async fn listen_on(
         tasks.push(spawn(cs.monitor()));
     }
     if let (Some(tls), Some(acceptor)) = (&settings.dns.tls, listeners.acceptor()) {
-        tasks.push(spawn(listen::watch_tls_files(tls.clone(), Arc::clone(acceptor))));
+        tasks.push(spawn(listen::watch_tls_files(
+            tls.clone(),
+            Arc::clone(acceptor),
+        )));
     }
     Ok((
         Running {
@@ -244,4 +247,3 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .map_err(|(e, _)| e)?;
     Ok(running)
 }
-

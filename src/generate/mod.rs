@@ -33,6 +33,10 @@ pub enum GenerateError {
     TlsUnsupported(String),
     #[error("--force-tcp does nothing with a tls:// address: DNS over TLS always runs over TCP")]
     ForceTcpWithTls,
+    #[error(
+        "--address values must all be plain or all tls:// with one server name: a CoreDNS forward block takes one transport and one tls_servername"
+    )]
+    MixedAddresses,
     #[error("--statefulset {0:?} is not NAMESPACE/NAME")]
     BadStatefulSet(String),
     #[error("no cluster has StatefulSet {key} (looked in {clusters:?})")]

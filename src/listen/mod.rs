@@ -13,7 +13,6 @@ use arc_swap::ArcSwap;
 pub use stream::{TlsAcceptor, serve_tcp, serve_tls, tls_acceptor, watch_tls_files};
 pub use udp::{UdpWorkers, spawn_udp};
 
-
 use crate::answer::{Engine, Outcome};
 use crate::forward::Forwarder;
 use crate::metrics::{Answered, Metrics};

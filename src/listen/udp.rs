@@ -129,9 +129,7 @@ impl Worker {
                 }
                 Step::Drop => stats.record_dropped(),
                 Step::Notify { zone } => {
-                    let outcome = shared
-                        .transfers
-                        .notified(&buf[..n], peer, zone, &mut out);
+                    let outcome = shared.transfers.notified(&buf[..n], peer, zone, &mut out);
                     let _ = self.socket.send_to(&out, peer);
                     stats.record(super::answered(&outcome), started.elapsed());
                 }

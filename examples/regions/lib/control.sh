@@ -123,6 +123,8 @@ dns:
 allow: ["10.200.0.0/16", "127.0.0.0/8"]
 admin:
   listen: "127.0.0.1:9153"
+  # After SIGTERM: keep answering 1 s with /readyz at 503 (stop waits up to 5 s).
+  lameduck: 1s
 EOF
   if [ "$mode" = site ]; then site_transfer "$r"; fi
   echo "# service_address: endpoints: pod IPs are routable between the regions, ClusterIPs are not."
@@ -233,33 +235,34 @@ stub_domains_json() {
        inside {exit}'
 }
 
-# Prints dnsmasq's --server flags for region r: the stubDomains of `generate kube-dns` for each
-# crossdns replica (merged: kube-dns takes a list of servers per domain), then the flags the
+# Prints dnsmasq's --server flags for region r: the stubDomains of `generate kube-dns` with both
+# crossdns replicas as addresses (kube-dns takes a list of servers per domain), then the flags the
 # kube-dns Deployment itself passes for the cluster's own zone and reverse zones, which
 # kube-dns's kubedns container answers and crossdns stands in for here.
 dnsmasq_servers() {
-  local r=$1 x out json zones want s
-  for x in a b; do
-    out="$RUN/r$r/kube-dns-$x.yaml"
-    "$CROSSDNS" generate kube-dns --config "$RUN/r$r/crossdns-$x.yaml" --cluster "region$r" \
-      --address "10.200.$r.${XDNS_OCTET[$x]}" >"$out" 2>"$LOGS/generate-kube-dns-r$r-$x.log" ||
-      fail kube-dns-config "generate kube-dns failed: $(tail -1 "$LOGS/generate-kube-dns-r$r-$x.log")"
-    json=$(stub_domains_json <"$out")
-    zones=$(jq -r 'keys_unsorted | join(" ")' <<<"$json") ||
-      fail kube-dns-config "stubDomains in $out is not JSON: $json"
-    want=""
-    for s in "${REGIONS[@]}"; do [ "$s" = "$r" ] || want+="cluster.region$s "; done
-    want+="clusterset.local"
-    [ "$zones" = "$want" ] ||
-      fail kube-dns-config "region$r stubDomains zones are '$zones', expected '$want'"
-    jq -r 'to_entries[] | .key as $zone | .value[] | "\($zone) \(.)"' <<<"$json" |
-      while read -r zone target; do
-        case $target in
-          *:*) echo "--server=/$zone/${target%:*}#${target##*:}" ;;
-          *) echo "--server=/$zone/$target" ;;
-        esac
-      done
-  done
+  local r=$1 out json zones want s
+  out="$RUN/r$r/kube-dns.yaml"
+  "$CROSSDNS" generate kube-dns --config "$RUN/r$r/crossdns-a.yaml" --cluster "region$r" \
+    --address "10.200.$r.${XDNS_OCTET[a]}" --address "10.200.$r.${XDNS_OCTET[b]}" \
+    >"$out" 2>"$LOGS/generate-kube-dns-r$r.log" ||
+    fail kube-dns-config "generate kube-dns failed: $(tail -1 "$LOGS/generate-kube-dns-r$r.log")"
+  json=$(stub_domains_json <"$out")
+  zones=$(jq -r 'keys_unsorted | join(" ")' <<<"$json") ||
+    fail kube-dns-config "stubDomains in $out is not JSON: $json"
+  want=""
+  for s in "${REGIONS[@]}"; do [ "$s" = "$r" ] || want+="cluster.region$s "; done
+  want+="clusterset.local"
+  [ "$zones" = "$want" ] ||
+    fail kube-dns-config "region$r stubDomains zones are '$zones', expected '$want'"
+  [ "$(jq '[.[] | length] | min' <<<"$json")" = 2 ] ||
+    fail kube-dns-config "region$r stubDomains do not list both replicas: $json"
+  jq -r 'to_entries[] | .key as $zone | .value[] | "\($zone) \(.)"' <<<"$json" |
+    while read -r zone target; do
+      case $target in
+        *:*) echo "--server=/$zone/${target%:*}#${target##*:}" ;;
+        *) echo "--server=/$zone/$target" ;;
+      esac
+    done
   for x in a b; do
     echo "--server=/cluster.region$r/10.200.$r.${XDNS_OCTET[$x]}"
     echo "--server=/in-addr.arpa/10.200.$r.${XDNS_OCTET[$x]}"
