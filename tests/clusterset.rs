@@ -220,6 +220,13 @@ const TABLE: &[(&str, RecordType, ResponseCode, &[&str])] = &[
         NoError,
         &["10.2.0.11"],
     ),
+    // An existing pod name without a record of the type: NODATA.
+    (
+        "db-1.region2.db.default.svc.clusterset.local.",
+        RecordType::AAAA,
+        NoError,
+        &[],
+    ),
     (
         "db-1.region4.db.default.svc.clusterset.local.",
         A,
@@ -298,6 +305,15 @@ async fn clusterset_table_over_engine_and_udp() {
             );
             for rr in &m.answers {
                 assert_eq!(rr.ttl, 9, "{how} {name}: TTL from dns.ttl");
+            }
+            // RFC 2308 §2: a negative answer carries the zone's SOA.
+            if want.is_empty() && matches!(rcode, NoError | NXDomain) {
+                assert!(
+                    m.authorities
+                        .iter()
+                        .any(|a| a.record_type() == RecordType::SOA),
+                    "{how} {name} {qtype}: negative answer without SOA"
+                );
             }
         }
     }

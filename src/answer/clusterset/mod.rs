@@ -159,7 +159,12 @@ impl ClustersetZone {
                     .clusterset_service(service.key)
                     .and_then(|(svc, _)| svc.hosts.get(host))
                     .map_or(Found::Nxdomain, |node| {
-                        Found::Merged(merge::node(node, want))
+                        let merged = merge::node(node, want);
+                        if merged.count == 0 {
+                            Found::Nodata
+                        } else {
+                            Found::Merged(merged)
+                        }
                     }),
             },
             ClustersetName::Srv { key, service } => self.srv(&snaps, &service, key, want),
