@@ -10,7 +10,10 @@
 #   env: CROSSDNS_BIN (skip the build), CARGO_TARGET_DIR (default /tmp/target-bench),
 #        BENCH_DIR (default /tmp/crossdns-bench/dnsperf), CROSSDNS_PORT (15353),
 #        KNOT_PORT (15354), DNSPERF_CLIENTS (8), DNSPERF_OUTSTANDING (500),
-#        DNSPERF_EXTRA (extra dnsperf flags, e.g. "-e"), SERVER_CPU (0), CLIENT_CPU (1)
+#        DNSPERF_EXTRA (extra dnsperf flags, e.g. "-e"), SERVER_CPU (0), CLIENT_CPU (1),
+#        BASELINE_BIN (a second crossdns binary, e.g. an older commit's, measured in the
+#        same interleaved rounds as "baseline" on BASELINE_PORT (15355): before/after figures
+#        against the same knotd run)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -108,7 +111,19 @@ rm -rf "$DATA/knot/db" "$DATA/knot/run" && mkdir -p "$DATA/knot/db" "$DATA/knot/
 taskset -c "$SCPU" "$KNOTD" -c "$DATA/knot/knot.conf" >"$WORK/knotd.log" 2>&1 &
 KPID=$!
 PIDS+=("$KPID")
+BPORT=${BASELINE_PORT:-15355}
+if [ -n "${BASELINE_BIN:-}" ]; then
+    sed "s/127.0.0.1:$CPORT/127.0.0.1:$BPORT/" "$DATA/crossdns.yaml" >"$DATA/baseline.yaml"
+    CROSSDNS_LOG=warn taskset -c "$SCPU" "$BASELINE_BIN" serve --config "$DATA/baseline.yaml" \
+        >"$WORK/baseline.log" 2>&1 &
+    BPID=$!
+    PIDS+=("$BPID")
+fi
 wait_ready "$CPORT" "$CPID" crossdns || { tail -20 "$WORK/crossdns.log" >&2; exit 1; }
+if [ -n "${BASELINE_BIN:-}" ]; then
+    wait_ready "$BPORT" "$BPID" baseline || { tail -20 "$WORK/baseline.log" >&2; exit 1; }
+    pin_all "$BPID"
+fi
 wait_ready "$KPORT" "$KPID" knotd || { tail -20 "$WORK/knotd.log" >&2; exit 1; }
 pin_all "$CPID"
 pin_all "$KPID"
@@ -169,6 +184,7 @@ PY
 echo "dnsperf: $NQ queries in the file ($NMISS missing names), ${DURATION}s x $ROUNDS rounds, -c $CLIENTS -q $OUTSTANDING; servers on cpu $SCPU, dnsperf on cpu $CCPU, CLK_TCK=$HZ"
 for r in $(seq 1 "$ROUNDS"); do
     run_one crossdns "$CPORT" "$CPID" "$r"
+    if [ -n "${BASELINE_BIN:-}" ]; then run_one baseline "$BPORT" "$BPID" "$r"; fi
     run_one knotd "$KPORT" "$KPID" "$r"
 done
 
@@ -177,8 +193,10 @@ import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 hz = int(sys.argv[2])
 summary = {}
-for name in ("crossdns", "knotd"):
+for name in ("crossdns", "baseline", "knotd"):
     rs = [r for r in rows if r["server"] == name]
+    if not rs:
+        continue
     qps = statistics.median(float(r["qps"]) for r in rs)
     us = statistics.median(int(r["cpu_ticks"]) * 1e6 / hz / max(int(r["completed"]), 1) for r in rs)
     done = sum(int(r["completed"]) for r in rs)
@@ -190,6 +208,10 @@ for name in ("crossdns", "knotd"):
           f"NXDOMAIN share {100 * nx / max(done, 1):5.2f}%  other rcodes {other}  lost {lost}")
 (cq, cu), (kq, ku) = summary["crossdns"], summary["knotd"]
 print(f"ratio crossdns/knotd: qps {cq / kq:.2f}x   CPU per query {cu / ku:.2f}x")
+if "baseline" in summary:
+    bq, bu = summary["baseline"]
+    print(f"ratio baseline/knotd: qps {bq / kq:.2f}x   CPU per query {bu / ku:.2f}x")
+    print(f"crossdns vs baseline: CPU per query {100 * (cu / ku - bu / ku) / (bu / ku):+.1f}% (relative to knotd in the same run)")
 PY
 if [ "$MISMATCH" -ne 0 ]; then
     echo "WARNING: $MISMATCH sampled answers differ between crossdns and knotd" >&2
