@@ -299,3 +299,54 @@ async fn sigterm_keeps_answering_through_the_lame_duck_period_with_readyz_503() 
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_start_dns_waits_up_to_five_seconds_for_clusters_to_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A cluster whose apiserver never answers: the sockets open anyway
+    // after the wait, and its zone answers SERVFAIL.
+    let kubeconfig = dir.path().join("dead.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n\
+         users: [{name: u, user: {token: t}}]\ncontexts: [{name: dead, context: {cluster: c, user: u}}]\ncurrent-context: dead\n",
+    )
+    .expect("kubeconfig");
+    let started = std::time::Instant::now();
+    let crossdns = Crossdns::start(
+        dir.path(),
+        &format!(
+            "allow: [127.0.0.0/8]\nclusters:\n{}  - {{name: dead, zone: cluster.dead, kubeconfig: {}}}\n",
+            cluster("region1"),
+            kubeconfig.display()
+        ),
+    )
+    .await;
+    let opened = started.elapsed();
+    assert!(
+        opened >= Duration::from_millis(4500),
+        "the sockets opened after {opened:?}, before the wait was over"
+    );
+    assert!(
+        crossdns
+            .stderr()
+            .contains("serving before these clusters synced"),
+        "{}",
+        crossdns.stderr()
+    );
+    assert_eq!(
+        rcode(&query_udp(crossdns.dns, "web.shop.svc.cluster.dead.", RecordType::A).await),
+        ResponseCode::ServFail
+    );
+    assert_eq!(
+        rcode(
+            &query_udp(
+                crossdns.dns,
+                "cockroachdb-0.cockroachdb.default.svc.cluster.region1.",
+                RecordType::A
+            )
+            .await
+        ),
+        ResponseCode::NoError
+    );
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Running, listen_on, prepare, start};
+use super::{Prepared, Running, listen_on, prepare};
 use crate::config::Settings;
 
 /// How long a reloaded config's clusters may take to sync before it
@@ -16,6 +16,11 @@ const RELOAD_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the config file is checked for changes (a ConfigMap update
 /// arrives as a file change, with no signal).
 const CONFIG_POLL: Duration = Duration::from_secs(2);
+/// At start, how long the sockets wait for every cluster to sync before they
+/// open anyway (unsynced zones then answer SERVFAIL), as CoreDNS's
+/// kubernetes plugin waits: a replica that answers before it has data
+/// sends resolvers that reach it directly SERVFAILs they need not see.
+const STARTUP_SYNC_WAIT: Duration = Duration::from_secs(5);
 
 /// How the process was asked to stop.
 enum Stop {
@@ -31,7 +36,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let path = settings.path.clone();
     let mut lameduck = settings.lameduck;
     let mut last = std::fs::read(&path).ok();
-    let mut running = start(settings).await?;
+    let prepared = prepare(settings, &[])?;
+    wait_for_sync(
+        &prepared,
+        STARTUP_SYNC_WAIT,
+        "serving before these clusters synced",
+    )
+    .await;
+    let (mut running, _) = listen_on(prepared, None).await.map_err(|(e, _)| e)?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut poll = tokio::time::interval(CONFIG_POLL);
@@ -72,6 +84,24 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until every cluster of `prepared` has synced, or `within`; logs
+/// `what` with the clusters that had not.
+async fn wait_for_sync(prepared: &Prepared, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while !prepared.clusters.iter().all(|c| c.status.synced()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let unsynced: Vec<&str> = prepared
+        .clusters
+        .iter()
+        .filter(|c| !c.status.synced())
+        .map(|c| c.spec.name.as_str())
+        .collect();
+    if !unsynced.is_empty() {
+        tracing::warn!(?unsynced, "{what}");
+    }
+}
+
 /// Loads, starts and syncs a new config beside the running one (sharing the
 /// watches of unchanged clusters and the sockets of addresses it listens on
 /// again); `None` (with an error logged) when it is wrong or cannot serve,
@@ -98,22 +128,12 @@ async fn reload(path: &Path, running: &mut Running) -> Option<(Running, Duration
     };
     // The sockets switch only once the new clusters have synced, so no
     // query sees a zone of the new config before it can answer.
-    let deadline = Instant::now() + RELOAD_SYNC_TIMEOUT;
-    while !prepared.clusters.iter().all(|c| c.status.synced()) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let unsynced: Vec<&str> = prepared
-        .clusters
-        .iter()
-        .filter(|c| !c.status.synced())
-        .map(|c| c.spec.name.as_str())
-        .collect();
-    if !unsynced.is_empty() {
-        tracing::warn!(
-            ?unsynced,
-            "reloaded config serves before these clusters synced"
-        );
-    }
+    wait_for_sync(
+        &prepared,
+        RELOAD_SYNC_TIMEOUT,
+        "reloaded config serves before these clusters synced",
+    )
+    .await;
     match listen_on(prepared, running.listeners.take()).await {
         Ok((next, closed)) => {
             tracing::info!("config reloaded");
