@@ -2,6 +2,7 @@
 //! typed `Settings` that the rest of crossdns trusts. Reads files; starts nothing.
 
 pub mod kubeconfig;
+mod network;
 mod raw;
 mod transfer;
 mod validate;

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+use super::network::parse_upstream;
 use super::raw::{RawPrimary, RawTransfer, RawTsigKey};
-use super::validate::{Ctx, duration, parse_net, parse_upstream, zone_name};
+use super::validate::{Ctx, duration, parse_net, zone_name};
 use super::{AllowList, ConfigError, Upstream};
 use crate::dnsname::WireName;
 
