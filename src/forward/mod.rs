@@ -255,14 +255,58 @@ impl ForwardZone {
             let (reply, rcode) = respond(&req, ResponseCode::ServFail, &[], &[], &[], None, limit);
             return Early::Done(reply, rcode);
         }
-        let now = Instant::now();
-        if let Some(e) = self.cache.fresh(&cache_key(q, dnssec_ok(&req)), now) {
+        if let Some((reply, rcode)) = self.cached(&req, limit, Instant::now(), false) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            let (reply, rcode) = respond_entry(&req, &e, TtlRule::Age(e.age_secs(now)), limit);
             return Early::Done(reply, rcode);
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
         Early::Upstream(req)
+    }
+
+    /// The cached answer to `req` at `now`, rewritten for the client: a
+    /// fresh entry with its TTLs aged, or (`stale`) an entry expired less
+    /// than `stale_for` ago with every TTL at `STALE_TTL` (RFC 8767 §4).
+    /// No I/O: the fuzz target drives it with arbitrary cached replies.
+    pub fn cached(
+        &self,
+        req: &Message,
+        limit: usize,
+        now: Instant,
+        stale: bool,
+    ) -> Option<(Vec<u8>, ResponseCode)> {
+        let key = cache_key(req.queries.first()?, dnssec_ok(req));
+        if stale {
+            let e = self.cache.stale(&key, now)?;
+            return Some(respond_entry(req, &e, TtlRule::Fixed(STALE_TTL), limit));
+        }
+        let e = self.cache.fresh(&key, now)?;
+        Some(respond_entry(req, &e, TtlRule::Age(e.age_secs(now)), limit))
+    }
+
+    /// What an upstream's reply `m` to `req` becomes: it is cached for as
+    /// long as its TTLs allow (NOERROR and NXDOMAIN only), and its records
+    /// go to the client under the client's ID and question, cut to `limit`.
+    /// No I/O: the fuzz target drives it with arbitrary upstream bytes.
+    pub fn accept(
+        &self,
+        req: &Message,
+        m: &Message,
+        limit: usize,
+        now: Instant,
+    ) -> (Vec<u8>, ResponseCode) {
+        if let (Some(q), Some(ttl)) = (req.queries.first(), cache_ttl(m)) {
+            self.cache.insert(cache_key(q, dnssec_ok(req)), m, ttl, now);
+        }
+        let rcode = m.metadata.response_code;
+        respond(
+            req,
+            rcode,
+            &m.answers,
+            &m.authorities,
+            &m.additionals,
+            None,
+            limit,
+        )
     }
 
     /// Asks the upstreams in policy order; serves stale when none answers.
@@ -270,10 +314,8 @@ impl ForwardZone {
         let Some(q) = req.queries.first() else {
             return respond(req, ResponseCode::FormErr, &[], &[], &[], None, limit);
         };
-        let dnssec_ok = dnssec_ok(req);
-        let key = cache_key(q, dnssec_ok);
         let hop = hops(req);
-        let upstream_req = upstream_message(req, q, hop + 1, dnssec_ok);
+        let upstream_req = upstream_message(req, q, hop + 1, dnssec_ok(req));
         let mut servfail: Option<Message> = None;
         for u in self.order() {
             let mut result = u
@@ -295,38 +337,19 @@ impl ForwardZone {
                 }
                 Ok(m) => {
                     u.note_success(&self.name());
-                    if let Some(ttl) = cache_ttl(&m) {
-                        self.cache.insert(key, &m, ttl, Instant::now());
-                    }
-                    let rcode = m.metadata.response_code;
-                    return respond(
-                        req,
-                        rcode,
-                        &m.answers,
-                        &m.authorities,
-                        &m.additionals,
-                        None,
-                        limit,
-                    );
+                    return self.accept(req, &m, limit, Instant::now());
                 }
                 Err(e) => u.note_failure(&self.name(), self.max_fails, &e),
             }
         }
-        if let Some(e) = self.cache.stale(&key, Instant::now()) {
+        if let Some(stale) = self.cached(req, limit, Instant::now(), true) {
             self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(zone = %self.name(), name = %q.name(), "no upstream answered; serving stale (RFC 8767)");
-            return respond_entry(req, &e, TtlRule::Fixed(STALE_TTL), limit);
+            return stale;
         }
         match servfail {
-            Some(m) => respond(
-                req,
-                ResponseCode::ServFail,
-                &m.answers,
-                &m.authorities,
-                &m.additionals,
-                None,
-                limit,
-            ),
+            // Not cached: `cache_ttl` keeps only NOERROR and NXDOMAIN.
+            Some(m) => self.accept(req, &m, limit, Instant::now()),
             None => respond(req, ResponseCode::ServFail, &[], &[], &[], None, limit),
         }
     }
