@@ -1,0 +1,66 @@
+//! The fuzz targets' checks under plain `cargo test`: every committed seed
+//! and every saved crash input (`fuzz/seeds/TARGET/`, `fuzz/regressions/
+//! TARGET/`) goes through the same `check` libFuzzer runs (fuzz/src,
+//! included by path), so what the fuzzer once found stays fixed without
+//! nightly or cargo-fuzz. Crash inputs that were fixed also have a test of
+//! their own below, named for the bug.
+
+#[path = "../fuzz/src/lib.rs"]
+mod fuzz;
+
+use std::path::Path;
+
+/// Runs `check` on every file under fuzz/{seeds,regressions}/`target`;
+/// names the file that fails.
+fn every_input(target: &str, check: fn(&[u8])) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut seen = 0;
+    for dir in ["seeds", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            let data = std::fs::read(&path).expect("read a fuzz input");
+            let outcome = std::panic::catch_unwind(|| check(&data));
+            assert!(outcome.is_ok(), "{} fails its check", path.display());
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no seeds for fuzz target {target}");
+}
+
+/// One saved input of `target`, by file name.
+fn regression(target: &str, name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(target)
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn every_query_seed_and_regression_passes_the_round_trip_check() {
+    every_input("query", fuzz::query::check);
+}
+
+#[test]
+fn every_upstream_reply_seed_and_regression_passes_the_forwarder_check() {
+    every_input("upstream_reply", fuzz::upstream_reply::check);
+}
+
+#[test]
+fn every_apiserver_json_seed_and_regression_converts_or_errs_cleanly() {
+    every_input("apiserver_json", fuzz::apiserver_json::check);
+}
+
+#[test]
+fn every_manifests_yaml_seed_and_regression_parses_or_errs_cleanly() {
+    every_input("manifests_yaml", fuzz::manifests_yaml::check);
+}
+
+#[test]
+fn every_config_yaml_seed_and_regression_validates_or_names_the_file() {
+    every_input("config_yaml", fuzz::config_yaml::check);
+}
