@@ -64,3 +64,10 @@ fn every_manifests_yaml_seed_and_regression_parses_or_errs_cleanly() {
 fn every_config_yaml_seed_and_regression_validates_or_names_the_file() {
     every_input("config_yaml", fuzz::config_yaml::check);
 }
+
+/// An upstream's extended RCODE (here 3330: OPT high bits 0xd0) reached the
+/// client as a different RCODE than the forwarder reported; it is SERVFAIL now.
+#[test]
+fn an_extended_rcode_from_an_upstream_reaches_the_client_as_servfail() {
+    fuzz::upstream_reply::check(&regression("upstream_reply", "extended-rcode-3330"));
+}

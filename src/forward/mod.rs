@@ -297,7 +297,10 @@ impl ForwardZone {
         if let (Some(q), Some(ttl)) = (req.queries.first(), cache_ttl(m)) {
             self.cache.insert(cache_key(q, dnssec_ok(req)), m, ttl, now);
         }
-        let rcode = m.metadata.response_code;
+        let rcode = upstream_rcode(m);
+        if rcode != m.metadata.response_code {
+            return respond(req, rcode, &[], &[], &[], None, limit);
+        }
         respond(
             req,
             rcode,
@@ -330,7 +333,7 @@ impl ForwardZone {
                     .await;
             }
             match result {
-                Ok(m) if m.metadata.response_code == ResponseCode::ServFail => {
+                Ok(m) if upstream_rcode(&m) == ResponseCode::ServFail => {
                     // Answered, so healthy; but another upstream may do better.
                     u.note_success(&self.name());
                     servfail = Some(m);
@@ -352,6 +355,20 @@ impl ForwardZone {
             Some(m) => self.accept(req, &m, limit, Instant::now()),
             None => respond(req, ResponseCode::ServFail, &[], &[], &[], None, limit),
         }
+    }
+}
+
+/// The RCODE an upstream's reply gives the client. Extended RCODEs (above
+/// 15: BADVERS, the TSIG errors, BADCOOKIE; RFC 6891 §6.1.3, RFC 8945,
+/// RFC 7873) describe crossdns's own exchange with that upstream, not the
+/// client's question, and a client without EDNS cannot even be told them
+/// (only the low 4 bits fit the header): they count as SERVFAIL. Found by
+/// the `upstream_reply` fuzz target (the client saw NOERROR or SERVFAIL
+/// while the metric said otherwise).
+fn upstream_rcode(m: &Message) -> ResponseCode {
+    match m.metadata.response_code {
+        rc if u16::from(rc) > 15 => ResponseCode::ServFail,
+        rc => rc,
     }
 }
 
