@@ -10,6 +10,10 @@ mod fuzz;
 
 use std::path::Path;
 
+use crossdns::answer::Transport;
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+
 /// Runs `check` on every file under fuzz/{seeds,regressions}/`target`;
 /// names the file that fails.
 fn every_input(target: &str, check: fn(&[u8])) {
@@ -70,4 +74,31 @@ fn every_config_yaml_seed_and_regression_validates_or_names_the_file() {
 #[test]
 fn an_extended_rcode_from_an_upstream_reaches_the_client_as_servfail() {
     fuzz::upstream_reply::check(&regression("upstream_reply", "extended-rcode-3330"));
+}
+
+/// `pod.<zone>` (one label under the zone) underflowed `k - 2` in the name
+/// grammar; it is an empty non-terminal: NODATA with the SOA, in every
+/// `pods` mode (design.md §1).
+#[test]
+fn pod_label_alone_under_a_cluster_zone_is_nodata_not_an_underflow() {
+    fuzz::query::check(&regression("query", "pod-label-alone-under-zone"));
+    for zone in ["cluster.region1", "cluster.region2"] {
+        let m = answer(&format!("pod.{zone}."), RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{zone}");
+        assert!(m.answers.is_empty(), "{zone}");
+        assert_eq!(m.authorities.len(), 1, "{zone}: the SOA");
+    }
+}
+
+/// The engine's answer to `name`/`rtype` over UDP, decoded.
+fn answer(name: &str, rtype: RecordType) -> Message {
+    let mut q = Message::new(7, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
+    let packet = q.to_vec().expect("encode");
+    let mut out = Vec::new();
+    fuzz::world::get()
+        .engine
+        .respond(&packet, fuzz::world::CLIENT, Transport::Udp, &mut out)
+        .expect("a reply");
+    Message::from_vec(&out).expect("decode")
 }

@@ -66,7 +66,11 @@ pub fn cluster_zone<R>(
     };
     match (top, k) {
         (b"dns-version", 1) => return f(Found::DnsVersion),
-        (b"svc", 1) => return f(Found::Nodata),
+        // `svc.Z`, `pod.Z`: empty non-terminals, NODATA in every `pods`
+        // mode (design.md §1). `pod.Z` used to fall through to the
+        // namespace lookup below, whose `k - 2` underflowed (found by the
+        // `query` fuzz target; release builds wrapped and said NXDOMAIN).
+        (b"svc" | b"pod", 1) => return f(Found::Nodata),
         (b"svc" | b"pod", _) => {}
         _ => return f(Found::Nxdomain),
     }
