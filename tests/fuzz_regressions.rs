@@ -102,3 +102,10 @@ fn answer(name: &str, rtype: RecordType) -> Message {
         .expect("a reply");
     Message::from_vec(&out).expect("decode")
 }
+
+/// An upstream TTL with the top bit set (3222011906) was cached for a
+/// century and passed on; RFC 2181 §8 reads it as zero.
+#[test]
+fn an_upstream_ttl_above_2_pow_31_is_read_as_zero() {
+    fuzz::upstream_reply::check(&regression("upstream_reply", "ttl-with-top-bit-set"));
+}

@@ -4,6 +4,7 @@
 //! engine decides *that* a query is forwarded, this module does it.
 
 mod cache;
+mod reply;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -12,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
-use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 
 use crate::config::{ForwardPolicy, ForwardSettings};
 use crate::dnsname::WireName;
-use cache::{Cache, Entry, Key, cache_ttl};
+use cache::{Cache, Key, cache_ttl};
+use reply::{TtlRule, capped_ttls, reply_error, respond, respond_entry, upstream_rcode};
 pub use upstream::{RTT_BUCKETS, Upstream, UpstreamError};
 
 /// Our EDNS option (local/experimental range, RFC 6891 §9): how many
@@ -294,6 +296,14 @@ impl ForwardZone {
         limit: usize,
         now: Instant,
     ) -> (Vec<u8>, ResponseCode) {
+        let capped;
+        let m = match capped_ttls(m) {
+            Some(c) => {
+                capped = c;
+                &capped
+            }
+            None => m,
+        };
         if let (Some(q), Some(ttl)) = (req.queries.first(), cache_ttl(m)) {
             self.cache.insert(cache_key(q, dnssec_ok(req)), m, ttl, now);
         }
@@ -358,20 +368,6 @@ impl ForwardZone {
     }
 }
 
-/// The RCODE an upstream's reply gives the client. Extended RCODEs (above
-/// 15: BADVERS, the TSIG errors, BADCOOKIE; RFC 6891 §6.1.3, RFC 8945,
-/// RFC 7873) describe crossdns's own exchange with that upstream, not the
-/// client's question, and a client without EDNS cannot even be told them
-/// (only the low 4 bits fit the header): they count as SERVFAIL. Found by
-/// the `upstream_reply` fuzz target (the client saw NOERROR or SERVFAIL
-/// while the metric said otherwise).
-fn upstream_rcode(m: &Message) -> ResponseCode {
-    match m.metadata.response_code {
-        rc if u16::from(rc) > 15 => ResponseCode::ServFail,
-        rc => rc,
-    }
-}
-
 /// The query as sent upstream: same question, RD set, EDNS with our hop count.
 fn upstream_message(req: &Message, q: &Query, hops: u8, dnssec_ok: bool) -> Message {
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
@@ -385,109 +381,4 @@ fn upstream_message(req: &Message, q: &Query, hops: u8, dnssec_ok: bool) -> Mess
         .insert(EdnsOption::Unknown(HOP_OPTION, vec![hops]));
     m.set_edns(edns);
     m
-}
-
-enum TtlRule {
-    /// Fresh cache hit: TTLs minus the entry's age.
-    Age(u32),
-    /// Stale answer: every TTL set to this.
-    Fixed(u32),
-}
-
-fn respond_entry(req: &Message, e: &Entry, rule: TtlRule, limit: usize) -> (Vec<u8>, ResponseCode) {
-    respond(
-        req,
-        e.rcode,
-        &e.answers,
-        &e.authorities,
-        &e.additionals,
-        Some(rule),
-        limit,
-    )
-}
-
-/// Builds the client's response: its ID, question (case echoed) and flags,
-/// the upstream's records, our EDNS; TC when it does not fit `limit`.
-fn respond(
-    req: &Message,
-    rcode: ResponseCode,
-    answers: &[Record],
-    authorities: &[Record],
-    additionals: &[Record],
-    ttl: Option<TtlRule>,
-    limit: usize,
-) -> (Vec<u8>, ResponseCode) {
-    let adjust = |records: &[Record]| -> Vec<Record> {
-        records
-            .iter()
-            .filter(|r| r.record_type() != RecordType::OPT)
-            .map(|r| {
-                let mut r = r.clone();
-                match &ttl {
-                    Some(TtlRule::Age(age)) => r.ttl = r.ttl.saturating_sub(*age),
-                    Some(TtlRule::Fixed(t)) => r.ttl = *t,
-                    None => {}
-                }
-                r
-            })
-            .collect()
-    };
-    let mut m = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
-    m.metadata.recursion_desired = req.metadata.recursion_desired;
-    m.metadata.recursion_available = true;
-    m.metadata.checking_disabled = req.metadata.checking_disabled;
-    m.metadata.response_code = rcode;
-    for q in &req.queries {
-        m.add_query(q.clone());
-    }
-    if let Some(e) = &req.edns {
-        let mut edns = Edns::new();
-        edns.set_max_payload(crate::answer::wire::EDNS_UDP);
-        edns.set_dnssec_ok(e.flags().dnssec_ok);
-        m.set_edns(edns);
-    }
-    let full = {
-        let mut full = m.clone();
-        full.answers = adjust(answers);
-        full.authorities = adjust(authorities);
-        full.additionals = adjust(additionals);
-        full
-    };
-    if let Ok(bytes) = full.to_vec() {
-        if bytes.len() <= limit {
-            return (bytes, rcode);
-        }
-        // Additional records are optional (RFC 2181 §9): drop them first.
-        let mut trimmed = full;
-        trimmed.additionals.clear();
-        if let Ok(bytes) = trimmed.to_vec()
-            && bytes.len() <= limit
-        {
-            return (bytes, rcode);
-        }
-        m.metadata.truncation = true;
-    } else {
-        m.metadata.response_code = ResponseCode::ServFail;
-    }
-    (m.to_vec().unwrap_or_default(), m.metadata.response_code)
-}
-
-/// A header-only error for a query hickory cannot decode.
-fn reply_error(query: &[u8], rcode: ResponseCode) -> (Vec<u8>, ResponseCode) {
-    let mut out = Vec::with_capacity(12);
-    let id = [
-        query.first().copied().unwrap_or(0),
-        query.get(1).copied().unwrap_or(0),
-    ];
-    let flags = [
-        query.get(2).copied().unwrap_or(0),
-        query.get(3).copied().unwrap_or(0),
-    ];
-    crate::answer::wire::write_header_only(
-        &mut out,
-        u16::from_be_bytes(id),
-        flags,
-        u16::from(rcode) as u8,
-    );
-    (out, rcode)
 }
