@@ -109,3 +109,11 @@ fn answer(name: &str, rtype: RecordType) -> Message {
 fn an_upstream_ttl_above_2_pow_31_is_read_as_zero() {
     fuzz::upstream_reply::check(&regression("upstream_reply", "ttl-with-top-bit-set"));
 }
+
+/// An UPDATE-opcode "reply" with QR unset, whose empty-RDATA records hickory
+/// accepts only in UPDATE messages, was passed on inside a QUERY response
+/// that no client can decode; it is SERVFAIL now.
+#[test]
+fn an_upstream_reply_that_is_not_a_query_response_becomes_servfail() {
+    fuzz::upstream_reply::check(&regression("upstream_reply", "update-opcode-empty-rdata"));
+}

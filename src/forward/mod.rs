@@ -18,7 +18,7 @@ use hickory_proto::rr::{Name, RecordType};
 use crate::config::{ForwardPolicy, ForwardSettings};
 use crate::dnsname::WireName;
 use cache::{Cache, Key, cache_ttl};
-use reply::{TtlRule, capped_ttls, reply_error, respond, respond_entry, upstream_rcode};
+use reply::{TtlRule, capped_ttls, reply_error, respond, respond_entry, usable_rcode};
 pub use upstream::{RTT_BUCKETS, Upstream, UpstreamError};
 
 /// Our EDNS option (local/experimental range, RFC 6891 §9): how many
@@ -296,6 +296,9 @@ impl ForwardZone {
         limit: usize,
         now: Instant,
     ) -> (Vec<u8>, ResponseCode) {
+        let Some(rcode) = usable_rcode(m) else {
+            return respond(req, ResponseCode::ServFail, &[], &[], &[], None, limit);
+        };
         let capped;
         let m = match capped_ttls(m) {
             Some(c) => {
@@ -306,10 +309,6 @@ impl ForwardZone {
         };
         if let (Some(q), Some(ttl)) = (req.queries.first(), cache_ttl(m)) {
             self.cache.insert(cache_key(q, dnssec_ok(req)), m, ttl, now);
-        }
-        let rcode = upstream_rcode(m);
-        if rcode != m.metadata.response_code {
-            return respond(req, rcode, &[], &[], &[], None, limit);
         }
         respond(
             req,
@@ -343,7 +342,7 @@ impl ForwardZone {
                     .await;
             }
             match result {
-                Ok(m) if upstream_rcode(&m) == ResponseCode::ServFail => {
+                Ok(m) if usable_rcode(&m).is_none_or(|rc| rc == ResponseCode::ServFail) => {
                     // Answered, so healthy; but another upstream may do better.
                     u.note_success(&self.name());
                     servfail = Some(m);

@@ -8,18 +8,26 @@ use hickory_proto::rr::{Record, RecordType};
 
 use super::cache::Entry;
 
-/// The RCODE an upstream's reply gives the client. Extended RCODEs (above
-/// 15: BADVERS, the TSIG errors, BADCOOKIE; RFC 6891 §6.1.3, RFC 8945,
-/// RFC 7873) describe crossdns's own exchange with that upstream, not the
-/// client's question, and a client without EDNS cannot even be told them
-/// (only the low 4 bits fit the header): they count as SERVFAIL. Found by
-/// the `upstream_reply` fuzz target (the client saw NOERROR or SERVFAIL
-/// while the metric said otherwise).
-pub(super) fn upstream_rcode(m: &Message) -> ResponseCode {
-    match m.metadata.response_code {
-        rc if u16::from(rc) > 15 => ResponseCode::ServFail,
-        rc => rc,
-    }
+/// The RCODE an upstream's reply gives the client, or `None` when the reply
+/// cannot be passed on (the client then gets SERVFAIL, and the next
+/// upstream is tried). Both cases were found by the `upstream_reply` fuzz
+/// target:
+/// - extended RCODEs (above 15: BADVERS, the TSIG errors, BADCOOKIE; RFC
+///   6891 §6.1.3, RFC 8945, RFC 7873) describe crossdns's own exchange with
+///   that upstream, not the client's question, and a client without EDNS
+///   cannot even be told them (the client saw NOERROR or SERVFAIL while
+///   the metric said otherwise);
+/// - a reply that is not a QUERY response (QR unset, or another opcode:
+///   hickory reads an UPDATE's empty RDATA as valid, RFC 2136 §2.5) was
+///   passed on with empty-RDATA records inside a QUERY response, which
+///   clients reject as malformed (and hickory-net only checks ID and
+///   question, over UDP).
+pub(super) fn usable_rcode(m: &Message) -> Option<ResponseCode> {
+    let rc = m.metadata.response_code;
+    (m.metadata.message_type == MessageType::Response
+        && m.metadata.op_code == OpCode::Query
+        && u16::from(rc) <= 15)
+        .then_some(rc)
 }
 
 /// RFC 2181 §8: a TTL is at most 2^31 - 1, and one received with the top
