@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crossdns::forward::{Forwarder, STALE_TTL};
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, Record, RecordType};
 
 use super::{reply, world};
@@ -77,7 +77,20 @@ pub fn check(upstream: &[u8]) {
             .filter(|r| r.record_type() != RecordType::OPT)
             .count()
     };
-    if !out.metadata.truncation && rc == m.metadata.response_code {
+    // Only a QUERY response with a plain RCODE is passed on; anything else
+    // is SERVFAIL with no records (extended RCODEs describe crossdns's own
+    // exchange, other opcodes carry records no query response may).
+    let md = &m.metadata;
+    let passed_on = md.message_type == MessageType::Response
+        && md.op_code == OpCode::Query
+        && u16::from(md.response_code) <= 15;
+    if !passed_on {
+        assert_eq!(rc, ResponseCode::ServFail, "an unusable reply passed on");
+        assert!(
+            reply::records(&out).next().is_none(),
+            "records of an unusable reply"
+        );
+    } else if !out.metadata.truncation && rc == md.response_code {
         assert_eq!(
             out.answers.len(),
             upstream_records(&m.answers),
