@@ -7,6 +7,14 @@
 //! The kind comes from the object's own `apiVersion`/`kind`, as in a
 //! manifest; a watcher knows it from its stream instead, so objects that do
 //! not name a kind are tried as the kind their length picks.
+//!
+//! When the watch path deserializes straight from the stream's bytes
+//! (`convert::convert_json(kind, &[u8])` and `convert::key_of`, on the
+//! `watch` branch), this check must feed `data` to `convert_json` itself —
+//! that is then the path users run — and keep `convert(kind, Value)` (the
+//! manifests path) as the reference: both must agree on Ok/Err and on the
+//! object, and for `Ok(Some(obj))` `key_of(kind, data)` must be the
+//! object's key.
 
 use crossdns::index::{Change, Kind};
 use crossdns::watch::convert::{convert, kind_of};
