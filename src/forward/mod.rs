@@ -5,6 +5,7 @@
 
 mod cache;
 mod metrics;
+mod reply;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -13,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
-use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 
 use crate::config::{ForwardPolicy, ForwardSettings};
 use crate::dnsname::WireName;
 use crate::zones::{ZoneId, ZoneTable};
-use cache::{Cache, Entry, Key, cache_ttl};
+use cache::{Cache, Key, cache_ttl};
 pub use metrics::{RTT_BUCKETS, UpstreamStats, ZoneStats};
+use reply::{TtlRule, capped_ttls, reply_error, respond, respond_entry, usable_rcode};
 pub use upstream::{Upstream, UpstreamError};
 
 /// Our EDNS option (local/experimental range, RFC 6891 §9): how many
@@ -266,14 +268,68 @@ impl ForwardZone {
             let (reply, rcode) = respond(&req, ResponseCode::ServFail, &[], &[], &[], None, limit);
             return Early::Done(reply, rcode);
         }
-        let now = Instant::now();
-        if let Some(e) = self.cache.fresh(&cache_key(q, dnssec_ok(&req)), now) {
+        if let Some((reply, rcode)) = self.cached(&req, limit, Instant::now(), false) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            let (reply, rcode) = respond_entry(&req, &e, TtlRule::Age(e.age_secs(now)), limit);
             return Early::Done(reply, rcode);
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
         Early::Upstream(req)
+    }
+
+    /// The cached answer to `req` at `now`, rewritten for the client: a
+    /// fresh entry with its TTLs aged, or (`stale`) an entry expired less
+    /// than `stale_for` ago with every TTL at `STALE_TTL` (RFC 8767 §4).
+    /// No I/O: the fuzz target drives it with arbitrary cached replies.
+    pub fn cached(
+        &self,
+        req: &Message,
+        limit: usize,
+        now: Instant,
+        stale: bool,
+    ) -> Option<(Vec<u8>, ResponseCode)> {
+        let key = cache_key(req.queries.first()?, dnssec_ok(req));
+        if stale {
+            let e = self.cache.stale(&key, now)?;
+            return Some(respond_entry(req, &e, TtlRule::Fixed(STALE_TTL), limit));
+        }
+        let e = self.cache.fresh(&key, now)?;
+        Some(respond_entry(req, &e, TtlRule::Age(e.age_secs(now)), limit))
+    }
+
+    /// What an upstream's reply `m` to `req` becomes: it is cached for as
+    /// long as its TTLs allow (NOERROR and NXDOMAIN only), and its records
+    /// go to the client under the client's ID and question, cut to `limit`.
+    /// No I/O: the fuzz target drives it with arbitrary upstream bytes.
+    pub fn accept(
+        &self,
+        req: &Message,
+        m: &Message,
+        limit: usize,
+        now: Instant,
+    ) -> (Vec<u8>, ResponseCode) {
+        let Some(rcode) = usable_rcode(m) else {
+            return respond(req, ResponseCode::ServFail, &[], &[], &[], None, limit);
+        };
+        let capped;
+        let m = match capped_ttls(m) {
+            Some(c) => {
+                capped = c;
+                &capped
+            }
+            None => m,
+        };
+        if let (Some(q), Some(ttl)) = (req.queries.first(), cache_ttl(m)) {
+            self.cache.insert(cache_key(q, dnssec_ok(req)), m, ttl, now);
+        }
+        respond(
+            req,
+            rcode,
+            &m.answers,
+            &m.authorities,
+            &m.additionals,
+            None,
+            limit,
+        )
     }
 
     /// Asks the upstreams in policy order; serves stale when none answers.
@@ -281,10 +337,8 @@ impl ForwardZone {
         let Some(q) = req.queries.first() else {
             return respond(req, ResponseCode::FormErr, &[], &[], &[], None, limit);
         };
-        let dnssec_ok = dnssec_ok(req);
-        let key = cache_key(q, dnssec_ok);
         let hop = hops(req);
-        let upstream_req = upstream_message(req, q, hop + 1, dnssec_ok);
+        let upstream_req = upstream_message(req, q, hop + 1, dnssec_ok(req));
         let mut servfail: Option<Message> = None;
         for u in self.order() {
             let mut result = u
@@ -299,45 +353,26 @@ impl ForwardZone {
                     .await;
             }
             match result {
-                Ok(m) if m.metadata.response_code == ResponseCode::ServFail => {
+                Ok(m) if usable_rcode(&m).is_none_or(|rc| rc == ResponseCode::ServFail) => {
                     // Answered, so healthy; but another upstream may do better.
                     u.note_success(&self.name());
                     servfail = Some(m);
                 }
                 Ok(m) => {
                     u.note_success(&self.name());
-                    if let Some(ttl) = cache_ttl(&m) {
-                        self.cache.insert(key, &m, ttl, Instant::now());
-                    }
-                    let rcode = m.metadata.response_code;
-                    return respond(
-                        req,
-                        rcode,
-                        &m.answers,
-                        &m.authorities,
-                        &m.additionals,
-                        None,
-                        limit,
-                    );
+                    return self.accept(req, &m, limit, Instant::now());
                 }
                 Err(e) => u.note_failure(&self.name(), self.max_fails, &e),
             }
         }
-        if let Some(e) = self.cache.stale(&key, Instant::now()) {
+        if let Some(stale) = self.cached(req, limit, Instant::now(), true) {
             self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(zone = %self.name(), name = %q.name(), "no upstream answered; serving stale (RFC 8767)");
-            return respond_entry(req, &e, TtlRule::Fixed(STALE_TTL), limit);
+            return stale;
         }
         match servfail {
-            Some(m) => respond(
-                req,
-                ResponseCode::ServFail,
-                &m.answers,
-                &m.authorities,
-                &m.additionals,
-                None,
-                limit,
-            ),
+            // Not cached: `cache_ttl` keeps only NOERROR and NXDOMAIN.
+            Some(m) => self.accept(req, &m, limit, Instant::now()),
             None => respond(req, ResponseCode::ServFail, &[], &[], &[], None, limit),
         }
     }
@@ -356,109 +391,4 @@ fn upstream_message(req: &Message, q: &Query, hops: u8, dnssec_ok: bool) -> Mess
         .insert(EdnsOption::Unknown(HOP_OPTION, vec![hops]));
     m.set_edns(edns);
     m
-}
-
-enum TtlRule {
-    /// Fresh cache hit: TTLs minus the entry's age.
-    Age(u32),
-    /// Stale answer: every TTL set to this.
-    Fixed(u32),
-}
-
-fn respond_entry(req: &Message, e: &Entry, rule: TtlRule, limit: usize) -> (Vec<u8>, ResponseCode) {
-    respond(
-        req,
-        e.rcode,
-        &e.answers,
-        &e.authorities,
-        &e.additionals,
-        Some(rule),
-        limit,
-    )
-}
-
-/// Builds the client's response: its ID, question (case echoed) and flags,
-/// the upstream's records, our EDNS; TC when it does not fit `limit`.
-fn respond(
-    req: &Message,
-    rcode: ResponseCode,
-    answers: &[Record],
-    authorities: &[Record],
-    additionals: &[Record],
-    ttl: Option<TtlRule>,
-    limit: usize,
-) -> (Vec<u8>, ResponseCode) {
-    let adjust = |records: &[Record]| -> Vec<Record> {
-        records
-            .iter()
-            .filter(|r| r.record_type() != RecordType::OPT)
-            .map(|r| {
-                let mut r = r.clone();
-                match &ttl {
-                    Some(TtlRule::Age(age)) => r.ttl = r.ttl.saturating_sub(*age),
-                    Some(TtlRule::Fixed(t)) => r.ttl = *t,
-                    None => {}
-                }
-                r
-            })
-            .collect()
-    };
-    let mut m = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
-    m.metadata.recursion_desired = req.metadata.recursion_desired;
-    m.metadata.recursion_available = true;
-    m.metadata.checking_disabled = req.metadata.checking_disabled;
-    m.metadata.response_code = rcode;
-    for q in &req.queries {
-        m.add_query(q.clone());
-    }
-    if let Some(e) = &req.edns {
-        let mut edns = Edns::new();
-        edns.set_max_payload(crate::wire::EDNS_UDP);
-        edns.set_dnssec_ok(e.flags().dnssec_ok);
-        m.set_edns(edns);
-    }
-    let full = {
-        let mut full = m.clone();
-        full.answers = adjust(answers);
-        full.authorities = adjust(authorities);
-        full.additionals = adjust(additionals);
-        full
-    };
-    if let Ok(bytes) = full.to_vec() {
-        if bytes.len() <= limit {
-            return (bytes, rcode);
-        }
-        // Additional records are optional (RFC 2181 §9): drop them first.
-        let mut trimmed = full;
-        trimmed.additionals.clear();
-        if let Ok(bytes) = trimmed.to_vec()
-            && bytes.len() <= limit
-        {
-            return (bytes, rcode);
-        }
-        m.metadata.truncation = true;
-    } else {
-        m.metadata.response_code = ResponseCode::ServFail;
-    }
-    (m.to_vec().unwrap_or_default(), m.metadata.response_code)
-}
-
-/// A header-only error for a query hickory cannot decode.
-fn reply_error(query: &[u8], rcode: ResponseCode) -> (Vec<u8>, ResponseCode) {
-    let mut out = Vec::with_capacity(12);
-    let id = [
-        query.first().copied().unwrap_or(0),
-        query.get(1).copied().unwrap_or(0),
-    ];
-    let flags = [
-        query.get(2).copied().unwrap_or(0),
-        query.get(3).copied().unwrap_or(0),
-    ];
-    crate::wire::write_header_only(
-        &mut out,
-        u16::from_be_bytes(id),
-        flags,
-        u16::from(rcode) as u8,
-    );
-    (out, rcode)
 }
