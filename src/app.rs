@@ -33,6 +33,7 @@ pub struct Running {
     pub clusters: Vec<Arc<ClusterHandle>>,
     pub engine: Arc<Engine>,
     pub forwarder: Arc<Forwarder>,
+    pub transfers: Arc<Transfers>,
     pub metrics: Metrics,
     watched: Vec<Watched>,
     _udp: Vec<UdpWorkers>,
@@ -138,8 +139,13 @@ pub struct Prepared {
 
 /// Starts watching every cluster and builds the answer engine. Must run
 /// inside a tokio runtime. Clusters whose settings match one in `keep` (the
-/// running config's) share its watch and index instead of starting over.
-fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
+/// running config's) share its watch and index instead of starting over;
+/// the catalog zone keeps `running`'s serial when its members are the same.
+fn prepare(
+    settings: Settings,
+    keep: &[Watched],
+    running: Option<&Transfers>,
+) -> anyhow::Result<Prepared> {
     // watch → index: one handle (publication point) and task set per cluster.
     let mut journals: std::collections::HashMap<WireName, Arc<ZoneJournal>> =
         std::collections::HashMap::new();
@@ -177,13 +183,18 @@ fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
     let engine = Arc::new(Engine::new(&settings, &zones, &clusters));
     let forwarder = Arc::new(Forwarder::new(&settings.forward, &zones)?);
     // Zone transfers and NOTIFY, beside the engine.
-    let transfers = Arc::new(Transfers::new(&settings, &zones, &clusters));
+    let transfers = Transfers::new(&settings, &zones, &clusters);
+    if let Some(running) = running {
+        transfers.carry_over(running);
+    }
+    let transfers = Arc::new(transfers);
     // Each stage owns its counters; metrics encodes them in this order.
     let mut sources: Vec<Arc<dyn MetricSource>> = vec![Arc::new(ClusterMetrics(clusters.clone()))];
     if let Some(cs) = engine.clusterset_stats() {
         sources.push(cs);
     }
     sources.push(Arc::clone(&forwarder) as Arc<dyn MetricSource>);
+    sources.push(Arc::clone(&transfers) as Arc<dyn MetricSource>);
     let metrics = Metrics::new(zones.iter().map(|z| z.apex.to_string()).collect(), sources);
     Ok(Prepared {
         settings,
@@ -218,6 +229,9 @@ pub async fn listen_on(p: Prepared) -> anyhow::Result<Running> {
     if let Some(cs) = engine.clusterset_stats() {
         tasks.push(spawn(cs.monitor()));
     }
+    // NOTIFYs go out from the first DNS address, which secondaries know.
+    let notify_from = settings.dns.listen.first().map(SocketAddr::ip);
+    tasks.push(spawn(Arc::clone(&transfers).notify_forever(notify_from)));
     let mut dns = Vec::new();
     let mut udp = Vec::new();
     for addr in &settings.dns.listen {
@@ -268,6 +282,7 @@ pub async fn listen_on(p: Prepared) -> anyhow::Result<Running> {
         clusters,
         engine,
         forwarder,
+        transfers,
         metrics,
         watched,
         _udp: udp,
@@ -282,7 +297,9 @@ fn spawn(f: impl Future<Output = ()> + Send + 'static) -> CancelOnDrop {
 
 /// Starts everything and returns once every listener is bound.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
-    listen_on(prepare(settings, &[])?).await
+    let running = listen_on(prepare(settings, &[], None)?).await?;
+    running.transfers.announce();
+    Ok(running)
 }
 
 /// How long a reloaded config's clusters may take to sync before it
@@ -313,10 +330,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             continue;
         }
         last = text;
-        if let Some(next) = reload(&path, &running.watched).await {
+        if let Some(next) = reload(&path, &running).await {
             let old = std::mem::replace(&mut running, next);
-            // Stopping UDP threads joins them: off the async workers.
-            tokio::task::spawn_blocking(move || drop(old));
+            let transfers = Arc::clone(&running.transfers);
+            tokio::spawn(async move {
+                // Stopping UDP threads joins them: off the async workers.
+                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+                // Only now can no secondary reach the old config's answers.
+                transfers.announce();
+            });
         }
     }
     tracing::info!("shutting down");
@@ -327,7 +349,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// Loads, starts and syncs a new config beside the running one (sharing
 /// the watches of unchanged clusters); `None` (with an error logged) when it
 /// is wrong or cannot serve.
-async fn reload(path: &std::path::Path, running: &[Watched]) -> Option<Running> {
+async fn reload(path: &std::path::Path, running: &Running) -> Option<Running> {
     let settings = match Settings::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -336,7 +358,7 @@ async fn reload(path: &std::path::Path, running: &[Watched]) -> Option<Running> 
         }
     };
     tracing::info!(config = %path.display(), "reloading the config");
-    let prepared = match prepare(settings, running) {
+    let prepared = match prepare(settings, &running.watched, Some(&running.transfers)) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(
