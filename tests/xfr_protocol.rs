@@ -112,14 +112,7 @@ async fn a_large_zone_goes_in_many_signed_messages_and_over_tls_the_same() {
     );
     let running = crossdns(dir, &clusters, &tls).await;
     let dns = running.dns[0];
-    wait_rcode(
-        dns,
-        BIG,
-        RecordType::SOA,
-        ResponseCode::NoError,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_soa(dns, BIG).await;
 
     let t = transfer(dns, &request(BIG, None, None, 0), Some(&signer())).await;
     let records = t.records();
@@ -212,14 +205,7 @@ async fn an_ixfr_applied_to_the_old_zone_gives_the_new_zone() {
     );
     let running = crossdns(dir, &clusters, "").await;
     let dns = running.dns[0];
-    wait_rcode(
-        dns,
-        Z1,
-        RecordType::SOA,
-        ResponseCode::NoError,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_soa(dns, Z1).await;
     let old = transfer(dns, &request(Z1, None, None, 0), Some(&signer())).await;
     let from = old.records().first().and_then(soa_serial).expect("serial");
 
@@ -343,14 +329,7 @@ async fn a_stalled_transfer_keeps_its_snapshot_while_the_zone_moves_on() {
     );
     let running = crossdns(dir, &clusters, "").await;
     let dns = running.dns[0];
-    wait_rcode(
-        dns,
-        BIG,
-        RecordType::SOA,
-        ResponseCode::NoError,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_soa(dns, BIG).await;
     let before = serial(dns, BIG).await.expect("serial");
 
     // Ask, read the first message's length, then stop reading.
@@ -417,14 +396,7 @@ async fn a_shared_zone_transfers_both_clusters_and_the_catalog_lists_every_zone(
     );
     let running = crossdns(dir, &clusters, "").await;
     let dns = running.dns[0];
-    wait_rcode(
-        dns,
-        "cluster.local",
-        RecordType::SOA,
-        ResponseCode::NoError,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_soa(dns, "cluster.local").await;
     let t = transfer(
         dns,
         &request("cluster.local", None, None, 0),

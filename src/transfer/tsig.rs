@@ -16,6 +16,7 @@ use hickory_proto::rr::{Name, TSigner};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use crate::config::{TsigAlgorithm, TsigKey};
+use crate::wire::skip_name;
 
 /// RFC 8945 §10: 300 seconds is the recommended fudge.
 pub const FUDGE: u16 = 300;
@@ -175,18 +176,6 @@ fn has_tsig(msg: &[u8]) -> bool {
         at = end + 10 + usize::from(rdlen);
     }
     last_type == TYPE_TSIG && at <= msg.len()
-}
-
-fn skip_name(b: &[u8], mut at: usize) -> Option<usize> {
-    loop {
-        let len = *b.get(at)?;
-        match len & 0xC0 {
-            0x00 if len == 0 => return Some(at + 1),
-            0x00 => at += 1 + usize::from(len),
-            0xC0 => return Some(at + 2).filter(|&end| end <= b.len()),
-            _ => return None,
-        }
-    }
 }
 
 /// A signer whose `Debug` names the key and nothing else.

@@ -87,14 +87,7 @@ pub fn primary_yaml(dir: &Path, api: &FakeApiServer, notify: &[SocketAddr]) -> S
 pub async fn start_primary(dir: &Path, yaml: &str) -> Running {
     let running = start_crossdns(dir, "primary", yaml).await;
     for z in [Z1, Z2] {
-        wait_rcode(
-            running.dns[0],
-            z,
-            RecordType::SOA,
-            ResponseCode::NoError,
-            Duration::from_secs(20),
-        )
-        .await;
+        wait_soa(running.dns[0], z).await;
     }
     running
 }
@@ -408,6 +401,151 @@ pub async fn compare(
         }
     }
     (diffs, rows)
+}
+
+/// Both cluster zones' tables at `primary` and `secondary` are the same.
+pub async fn same_tables(primary: SocketAddr, secondary: SocketAddr) {
+    for z in [Z1, Z2] {
+        let axfr = transfer(primary, &request(z, None, None, 0), Some(&signer())).await;
+        let names = table_names(z, &axfr.records());
+        let (diffs, rows) = compare(primary, secondary, z, &names).await;
+        assert!(rows > 150, "{z}: only {rows} rows asked");
+        assert!(
+            diffs.is_empty(),
+            "{z}: {} of {rows} rows differ:\n{}",
+            diffs.len(),
+            diffs.join("\n")
+        );
+    }
+}
+
+/// A secondary after `follows`: its process, and the folder of its files.
+pub struct Followed {
+    pub secondary: Proc,
+    _dir: tempfile::TempDir,
+}
+
+/// The contract: a change at the apiserver is answered within 1 s.
+pub const CONTRACT: Duration = Duration::from_secs(1);
+const CACHE: &str = "cache.shop.svc.cluster.region1.";
+
+/// What every secondary of crossdns must do (design.md §7): started by
+/// `start(dir, port, fragment)` from `crossdns generate <generator>`
+/// output, it holds both cluster zones and the catalog at the primary's
+/// serials (AXFR) and answers their table as crossdns does; a change at
+/// the test apiserver reaches it by NOTIFY and IXFR within the contract,
+/// and five more in a row leave it at the last. TSIG throughout.
+pub async fn follows(
+    generator: &str,
+    start: impl AsyncFnOnce(&Path, u16, String) -> Proc,
+) -> Followed {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = apiserver().await;
+    let addr = loopback(free_dns_port());
+    let primary = start_primary(dir.path(), &primary_yaml(dir.path(), &api, &[addr])).await;
+    let dns = primary.dns[0];
+    let fragment = generate(dir.path(), generator, dns);
+    let own = dir.path().join("secondary");
+    std::fs::create_dir_all(&own).expect("mkdir");
+    let secondary = start(&own, addr.port(), fragment).await;
+
+    for z in [Z1, Z2, CATALOG] {
+        let want = serial(dns, z).await.expect("primary serial");
+        wait_serial(addr, z, want, Duration::from_secs(20), &secondary).await;
+        let axfr = [("zone", z), ("type", "axfr"), ("result", "ok")];
+        assert!(
+            must_metric(&primary, "crossdns_transfer_requests_total", &axfr) >= 1.0,
+            "{z}: AXFR not counted"
+        );
+    }
+    same_tables(dns, addr).await;
+
+    // Steady state: the secondary is up and has acknowledged a NOTIFY.
+    let acked = [("zone", Z1)];
+    wait_metric(
+        &primary,
+        "crossdns_transfer_notify_acked_total",
+        &acked,
+        |v| v >= 1.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    let ixfr = [("zone", Z1), ("type", "ixfr"), ("result", "ok")];
+    let ixfr_before = must_metric(&primary, "crossdns_transfer_requests_total", &ixfr);
+    let acked_before = must_metric(&primary, "crossdns_transfer_notify_acked_total", &acked);
+    let started = Instant::now();
+    api.apply(cache_slice(&["10.1.2.70", "10.1.2.80"]))
+        .expect("apply");
+    wait_a(
+        addr,
+        CACHE,
+        &["10.1.2.70", "10.1.2.80"],
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the secondary never answered the change:\n{}",
+            secondary.log()
+        )
+    });
+    let seen = started.elapsed();
+    eprintln!(
+        "{generator}: an apiserver change was answered by the secondary {seen:?} after the apply"
+    );
+    assert!(
+        seen <= CONTRACT,
+        "the secondary answered the change after {seen:?}, more than {CONTRACT:?}"
+    );
+    let now = serial(dns, Z1).await.expect("serial");
+    wait_serial(addr, Z1, now, Duration::from_secs(5), &secondary).await;
+    wait_metric(
+        &primary,
+        "crossdns_transfer_requests_total",
+        &ixfr,
+        |v| v > ixfr_before,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        must_metric(&primary, "crossdns_transfer_ixfr_full_total", &acked),
+        0.0,
+        "an IXFR was answered whole"
+    );
+    assert!(must_metric(&primary, "crossdns_transfer_notify_acked_total", &acked) > acked_before);
+    same_tables(dns, addr).await;
+
+    for i in 1..=5u8 {
+        api.apply(cache_slice(&[&format!("10.1.3.{i}")]))
+            .expect("apply");
+    }
+    wait_a(addr, CACHE, &["10.1.3.5"], Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the secondary missed the last of five changes:\n{}",
+                secondary.log()
+            )
+        });
+    let last = serial(dns, Z1).await.expect("serial");
+    wait_serial(addr, Z1, last, Duration::from_secs(5), &secondary).await;
+    same_tables(dns, addr).await;
+    Followed {
+        secondary,
+        _dir: dir,
+    }
+}
+
+/// Waits until `zone` answers its SOA at `server` (synced).
+pub async fn wait_soa(server: SocketAddr, zone: &str) {
+    wait_rcode(
+        server,
+        zone,
+        RecordType::SOA,
+        ResponseCode::NoError,
+        Duration::from_secs(20),
+    )
+    .await;
 }
 
 /// Polls until `name` A at `server` is exactly `want`; returns the time.
