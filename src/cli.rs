@@ -61,6 +61,22 @@ pub enum Generate {
         #[arg(long, required = true)]
         address: Vec<String>,
     },
+    /// named.conf key and secondary zones following crossdns (every cluster zone and the catalog).
+    Bind {
+        #[arg(long)]
+        config: PathBuf,
+        /// crossdns as the secondary reaches it: IP or IP:PORT (default port 53).
+        #[arg(long)]
+        address: String,
+    },
+    /// knot.conf key, remote, acl and zone sections following crossdns.
+    Knot {
+        #[arg(long)]
+        config: PathBuf,
+        /// crossdns as the secondary reaches it: IP or IP:PORT (default port 53).
+        #[arg(long)]
+        address: String,
+    },
     /// The --join list of every replica of a StatefulSet across clusters (reads the clusters live).
     Join {
         #[arg(long)]
@@ -178,6 +194,14 @@ fn run_generate(what: Generate) -> anyhow::Result<String> {
         } => {
             let addresses = parse_addresses(&address)?;
             generate::kube_dns(&load(&config)?, &cluster, &addresses)?
+        }
+        Generate::Bind { config, address } => {
+            let address: Address = address.parse()?;
+            generate::bind(&load(&config)?, &address)?
+        }
+        Generate::Knot { config, address } => {
+            let address: Address = address.parse()?;
+            generate::knot(&load(&config)?, &address)?
         }
         Generate::Join {
             config,

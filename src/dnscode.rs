@@ -11,6 +11,8 @@ pub mod rcode {
     pub const NXDOMAIN: u8 = 3;
     pub const NOTIMP: u8 = 4;
     pub const REFUSED: u8 = 5;
+    /// RFC 8945 §5.2 (TSIG): not authorized; the TSIG record says why.
+    pub const NOTAUTH: u8 = 9;
     /// Extended RCODE 16 (RFC 6891 §6.1.3): upper bits 1, header bits 0.
     pub const BADVERS: u8 = 16;
 }
@@ -49,13 +51,14 @@ pub const QTYPES: [(u16, &str); 12] = [
 ];
 
 /// Every response code above with its mnemonic.
-pub const RCODES: [(u8, &str); 7] = [
+pub const RCODES: [(u8, &str); 8] = [
     (rcode::NOERROR, "NOERROR"),
     (rcode::FORMERR, "FORMERR"),
     (rcode::SERVFAIL, "SERVFAIL"),
     (rcode::NXDOMAIN, "NXDOMAIN"),
     (rcode::NOTIMP, "NOTIMP"),
     (rcode::REFUSED, "REFUSED"),
+    (rcode::NOTAUTH, "NOTAUTH"),
     (rcode::BADVERS, "BADVERS"),
 ];
 
@@ -84,6 +87,6 @@ mod tests {
             assert!(RCODES[i + 1..].iter().all(|(_, n)| n != name));
         }
         assert_eq!(qtype_index(99), None);
-        assert_eq!(rcode_index(9), None);
+        assert_eq!(rcode_index(7), None);
     }
 }

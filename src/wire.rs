@@ -61,7 +61,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 /// Skips one (possibly compressed) name without following pointers, so a
 /// compression loop cannot make this spin. Returns the offset after it.
-fn skip_name(b: &[u8], mut at: usize) -> Option<usize> {
+pub fn skip_name(b: &[u8], mut at: usize) -> Option<usize> {
     loop {
         let len = *b.get(at)?;
         match len & 0xC0 {

@@ -61,6 +61,10 @@ pub fn check(packet: &[u8]) {
                 );
                 assert!(out.is_empty(), "a transfer step with a response written");
             }
+            Step::Catalog { limit: l, .. } => {
+                assert_eq!(l, limit, "catalog limit");
+                assert!(out.is_empty(), "a catalog step with a response written");
+            }
             Step::Notify { .. } => {
                 assert!(
                     parsed.is_some(),

@@ -76,6 +76,9 @@ pub enum Step {
     /// it with `Transfers::serve` (design.md §7), which checks
     /// `transfer.allow` and TSIG itself.
     Transfer { zone: ZoneId, qtype: u16 },
+    /// A query for a name in the catalog zone `zone` (RFC 9432): answer it
+    /// with `Transfers::catalog_query(packet, zone, limit)`.
+    Catalog { zone: ZoneId, limit: usize },
     /// A NOTIFY (RFC 1996) about `zone` (`None`: no zone crossdns serves):
     /// answer it with `Transfers::notified`, which accepts it only from a
     /// configured primary.
@@ -113,7 +116,7 @@ enum Kind {
     Clusterset(ClustersetZone),
     /// A stub zone: handed to the forwarder.
     Forward,
-    /// The catalog zone: transferred, not queried.
+    /// The catalog zone: answered by `Transfers` (`Step::Catalog`).
     Catalog,
 }
 
@@ -205,7 +208,7 @@ impl Engine {
         match self.step(packet, client, transport, out) {
             Step::Reply(o) => Some(o),
             Step::Drop => None,
-            Step::Transfer { .. } | Step::Notify { .. } => {
+            Step::Transfer { .. } | Step::Notify { .. } | Step::Catalog { .. } => {
                 let q = wire::parse(packet).ok()?;
                 ResponseWriter::new(out, &q).finish(&q, rcode::REFUSED, false, false);
                 Some(Outcome {
@@ -298,7 +301,10 @@ impl Engine {
             return refuse(out, rcode::REFUSED);
         };
         if let Kind::Catalog = zone.kind {
-            return refuse(out, rcode::REFUSED);
+            return Step::Catalog {
+                zone: zone.id,
+                limit,
+            };
         }
         if let Kind::Forward = zone.kind {
             return Step::Forward {

@@ -35,6 +35,7 @@ pub struct Running {
     pub clusters: Vec<Arc<ClusterHandle>>,
     pub engine: Arc<Engine>,
     pub forwarder: Arc<Forwarder>,
+    pub transfers: Arc<Transfers>,
     pub metrics: Metrics,
     watched: Vec<Watched>,
     /// `None` only while a reload has taken them over.
@@ -101,8 +102,13 @@ pub struct Prepared {
 
 /// Starts watching every cluster and builds the answer engine. Must run
 /// inside a tokio runtime. Clusters whose settings match one in `keep` (the
-/// running config's) share its watch and index instead of starting over.
-fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
+/// running config's) share its watch and index instead of starting over;
+/// the catalog zone keeps `running`'s serial when its members are the same.
+fn prepare(
+    settings: Settings,
+    keep: &[Watched],
+    running: Option<&Transfers>,
+) -> anyhow::Result<Prepared> {
     // watch → index: one handle (publication point) and task set per cluster.
     let mut journals: std::collections::HashMap<WireName, Arc<ZoneJournal>> =
         std::collections::HashMap::new();
@@ -140,13 +146,18 @@ fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
     let engine = Arc::new(Engine::new(&settings, &zones, &clusters));
     let forwarder = Arc::new(Forwarder::new(&settings.forward, &zones)?);
     // Zone transfers and NOTIFY, beside the engine.
-    let transfers = Arc::new(Transfers::new(&settings, &zones, &clusters));
+    let transfers = Transfers::new(&settings, &zones, &clusters);
+    if let Some(running) = running {
+        transfers.carry_over(running);
+    }
+    let transfers = Arc::new(transfers);
     // Each stage owns its counters; metrics encodes them in this order.
     let mut sources: Vec<Arc<dyn MetricSource>> = vec![Arc::new(ClusterMetrics(clusters.clone()))];
     if let Some(cs) = engine.clusterset_stats() {
         sources.push(cs);
     }
     sources.push(Arc::clone(&forwarder) as Arc<dyn MetricSource>);
+    sources.push(Arc::clone(&transfers) as Arc<dyn MetricSource>);
     let metrics = Metrics::new(zones.iter().map(|z| z.apex.to_string()).collect(), sources);
     Ok(Prepared {
         settings,
@@ -211,6 +222,9 @@ async fn listen_on(
     if let Some(cs) = engine.clusterset_stats() {
         tasks.push(spawn(cs.monitor()));
     }
+    // NOTIFYs go out from the first DNS address, which secondaries know.
+    let notify_from = settings.dns.listen.first().map(SocketAddr::ip);
+    tasks.push(spawn(Arc::clone(&transfers).notify_forever(notify_from)));
     if let (Some(tls), Some(acceptor)) = (&settings.dns.tls, listeners.acceptor()) {
         tasks.push(spawn(listen::watch_tls_files(
             tls.clone(),
@@ -225,6 +239,7 @@ async fn listen_on(
             clusters,
             engine,
             forwarder,
+            transfers,
             metrics,
             watched,
             listeners: Some(listeners),
@@ -242,8 +257,9 @@ fn spawn(f: impl Future<Output = ()> + Send + 'static) -> CancelOnDrop {
 
 /// Starts everything and returns once every listener is bound.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
-    let (running, _closed) = listen_on(prepare(settings, &[])?, None)
+    let (running, _closed) = listen_on(prepare(settings, &[], None)?, None)
         .await
         .map_err(|(e, _)| e)?;
+    running.transfers.announce();
     Ok(running)
 }

@@ -4,6 +4,7 @@
 //! to another replica before its sockets close.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let path = settings.path.clone();
     let mut lameduck = settings.lameduck;
     let mut last = std::fs::read(&path).ok();
-    let prepared = prepare(settings, &[])?;
+    let prepared = prepare(settings, &[], None)?;
     wait_for_sync(
         &prepared,
         STARTUP_SYNC_WAIT,
@@ -44,6 +45,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     )
     .await;
     let (mut running, _) = listen_on(prepared, None).await.map_err(|(e, _)| e)?;
+    running.transfers.announce();
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut poll = tokio::time::interval(CONFIG_POLL);
@@ -62,8 +64,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         if let Some((next, next_lameduck)) = reload(&path, &mut running).await {
             lameduck = next_lameduck;
             let old = std::mem::replace(&mut running, next);
-            // Stopping UDP threads joins them: off the async workers.
-            tokio::task::spawn_blocking(move || drop(old));
+            let transfers = Arc::clone(&running.transfers);
+            tokio::spawn(async move {
+                // Stopping UDP threads joins them: off the async workers.
+                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+                // Only now can no secondary reach the old config's answers.
+                transfers.announce();
+            });
         }
     };
     if matches!(stop, Stop::Terminate) && !lameduck.is_zero() {
@@ -116,7 +123,7 @@ async fn reload(path: &Path, running: &mut Running) -> Option<(Running, Duration
     };
     tracing::info!(config = %path.display(), "reloading the config");
     let lameduck = settings.lameduck;
-    let prepared = match prepare(settings, &running.watched) {
+    let prepared = match prepare(settings, &running.watched, Some(&running.transfers)) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(

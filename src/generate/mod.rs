@@ -1,11 +1,12 @@
 //! Config generators (design.md §3): CoreDNS and kube-dns stanzas that send
-//! other clusters' zones to crossdns, StatefulSet `--join` lists and
-//! certificate SANs. Everything here is a pure function from settings (and
+//! other clusters' zones to crossdns, BIND and knot secondaries of crossdns
+//! (§7), StatefulSet `--join` lists and certificate SANs. Everything here is a pure function from settings (and
 //! collected StatefulSet data) to text; only `collect` starts watchers, and
 //! nothing here serves DNS.
 
 mod collect;
 mod names;
+mod secondary;
 mod stub;
 
 use std::fmt;
@@ -14,6 +15,7 @@ use std::str::FromStr;
 
 pub use collect::{DEFAULT_TIMEOUT, collect};
 pub use names::{Found, ZoneStyle, join, sans};
+pub use secondary::{bind, knot};
 pub use stub::{coredns, forwarded_zones, kube_dns};
 
 use crate::index::ObjKey;
@@ -31,6 +33,14 @@ pub enum GenerateError {
         "kube-dns stubDomains cannot use DNS over TLS ({0}): give a plain IP or IP:PORT, or use `generate coredns`"
     )]
     TlsUnsupported(String),
+    #[error(
+        "--address {0:?}: give IP or IP:PORT (the secondary's primaries/remote address; XFR over TLS is configured by hand)"
+    )]
+    SecondaryAddress(String),
+    #[error(
+        "the config has no `transfer:` section, so crossdns refuses every zone transfer: add one (design.md §7) first"
+    )]
+    NoTransfer,
     #[error("--force-tcp does nothing with a tls:// address: DNS over TLS always runs over TCP")]
     ForceTcpWithTls,
     #[error(

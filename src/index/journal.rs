@@ -90,6 +90,12 @@ pub struct ZoneJournal {
     publishes: AtomicU64,
     inner: Mutex<Inner>,
     notify: tokio::sync::Notify,
+    /// Held by a publish from its serial to the snapshot's store, and by
+    /// readers that need the serial and every member's snapshot at one
+    /// version (`consistent`): a shared zone's clusters publish one at a
+    /// time, so a transfer never sees one member's change without the
+    /// serial that carries it, or the other way round.
+    publishing: Mutex<()>,
 }
 
 impl Default for ZoneJournal {
@@ -105,6 +111,7 @@ impl ZoneJournal {
             publishes: AtomicU64::new(0),
             inner: Mutex::new(Inner::default()),
             notify: tokio::sync::Notify::new(),
+            publishing: Mutex::new(()),
         }
     }
 
@@ -117,9 +124,26 @@ impl ZoneJournal {
         self.publishes.load(Ordering::Relaxed)
     }
 
-    /// Resolves at the next publish after the call.
-    pub async fn changed(&self) {
-        self.notify.notified().await;
+    /// Resolves at the next publish after the call (not after the first
+    /// poll: check the serial after calling, then await, and no publish
+    /// in between is missed).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Held across one publish (serial, journal entry and snapshot store).
+    pub(super) fn publishing(&self) -> MutexGuard<'_, ()> {
+        self.publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` while no publish of this zone is under way: what `f` loads
+    /// (the members' snapshots, `serial()`) belongs to one version. Held for
+    /// as long as `f` runs, so `f` should only clone `Arc`s.
+    pub fn consistent<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _publishing = self.publishing();
+        f()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -165,11 +189,18 @@ impl ZoneJournal {
     /// (or `since` is not a serial this zone had): answer the whole zone.
     pub fn since(&self, since: u32) -> Option<Vec<Entry>> {
         let inner = self.lock();
-        if since == self.serial() {
+        let current = self.serial();
+        if since == current {
             return Some(Vec::new());
         }
         let start = inner.entries.iter().position(|e| e.from == since)?;
-        Some(inner.entries.iter().skip(start).cloned().collect())
+        let entries: Vec<Entry> = inner.entries.iter().skip(start).cloned().collect();
+        // A publish that journals nothing (a cluster's first snapshot, say a
+        // shared zone's second member or a watch restarted by a reload)
+        // leaves a gap: entries across it do not lead from `since` to now.
+        let chained = entries.windows(2).all(|w| w[0].to == w[1].from);
+        let current_at_end = entries.last().is_some_and(|e| e.to == current);
+        (chained && current_at_end).then_some(entries)
     }
 }
 
@@ -222,5 +253,25 @@ mod tests {
         assert_eq!(next_serial(9_000, 5_000), 9_001);
         let wrapped = (1u64 << 32) + 7;
         assert_eq!(next_serial(u32::MAX - 3, wrapped), 7);
+    }
+
+    #[test]
+    fn since_answers_whole_zone_across_a_publish_that_journaled_nothing() {
+        let j = ZoneJournal::new(100);
+        let snap = Snapshot::default();
+        let a = j.record(None, &snap, None);
+        let b = j.record(Some(&snap), &snap, None);
+        assert_eq!(j.since(a).map(|e| e.len()), Some(1));
+        // Another cluster of the zone publishes its first snapshot: what
+        // it brought is in no entry.
+        let c = j.record(None, &snap, None);
+        let d = j.record(Some(&snap), &snap, None);
+        assert!(serial_gt(d, c) && serial_gt(c, b));
+        assert!(j.since(a).is_none(), "entries across the gap were chained");
+        assert!(j.since(b).is_none());
+        let from_c = j.since(c).expect("after the gap");
+        assert_eq!((from_c.len(), from_c[0].from, from_c[0].to), (1, c, d));
+        assert_eq!(j.since(d).map(|e| e.len()), Some(0));
+        assert!(j.since(12345).is_none());
     }
 }

@@ -634,6 +634,9 @@ impl ClusterHandle {
     /// transferred zone keeps its primary's), else the zone's next serial,
     /// and journals what changed since the last one.
     pub fn publish_at(&self, mut snap: Arc<Snapshot>, serial: Option<u32>) {
+        // Serial, journal and snapshot change together for readers that
+        // hold the zone consistent (`ZoneJournal::consistent`).
+        let _publishing = self.journal.publishing();
         let old = self.snapshot.load_full();
         let serial = self.journal.record(old.as_deref(), &snap, serial);
         match Arc::get_mut(&mut snap) {

@@ -127,7 +127,14 @@ async fn conn<S: AsyncRead + AsyncWrite + Unpin + Send>(
             .engine
             .step(&msg, peer.ip(), Transport::Tcp, &mut out)
         {
+            // Secondaries sign the SOA queries they send before a transfer.
+            Step::Reply(outcome) if outcome.qtype == crate::wire::qtype::SOA => {
+                shared.transfers.sign_reply(&msg, &mut out, outcome)
+            }
             Step::Reply(outcome) => outcome,
+            Step::Catalog { zone, limit } => {
+                shared.transfers.catalog_query(&msg, zone, limit, &mut out)
+            }
             Step::Drop => {
                 stats.record_dropped();
                 return Ok(());

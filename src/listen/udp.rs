@@ -121,13 +121,24 @@ impl Worker {
                 .engine
                 .step(&buf[..n], peer.ip(), Transport::Udp, &mut out)
             {
-                Step::Reply(outcome) => {
+                Step::Reply(mut outcome) => {
+                    // Secondaries sign the SOA queries they send before a transfer.
+                    if outcome.qtype == crate::wire::qtype::SOA {
+                        outcome = shared.transfers.sign_reply(&buf[..n], &mut out, outcome);
+                    }
                     if let Err(e) = self.socket.send_to(&out, peer) {
                         tracing::debug!(%peer, error = %e, "udp send failed");
                     }
                     stats.record(super::answered(&outcome), started.elapsed());
                 }
                 Step::Drop => stats.record_dropped(),
+                Step::Catalog { zone, limit } => {
+                    let outcome = shared
+                        .transfers
+                        .catalog_query(&buf[..n], zone, limit, &mut out);
+                    let _ = self.socket.send_to(&out, peer);
+                    stats.record(super::answered(&outcome), started.elapsed());
+                }
                 Step::Notify { zone } => {
                     let outcome = shared.transfers.notified(&buf[..n], peer, zone, &mut out);
                     let _ = self.socket.send_to(&out, peer);
