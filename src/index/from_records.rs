@@ -13,30 +13,20 @@
 //! was transferred (one TTL per RRset, RFC 2181 §5.2).
 
 mod service;
+mod sets;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecoder, Restrict};
+use hickory_proto::rr::{DNSClass, Name, RData, Record};
 
 use super::ClusterSpec;
-use super::rrset::{Node, Rrset};
 use super::snapshot::{ServiceRecords, Snapshot};
 use super::store::{add_ptr, withdraw_ptr};
 use crate::dnsname::{Labels, QName, WireName};
 use crate::grammar::{self, ClusterName};
-
-/// The records at one name, by type; each type's TTL and data in the order
-/// they arrived.
-type Sets = BTreeMap<u16, Set>;
-
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Set {
-    ttl: u32,
-    data: Vec<RData>,
-}
+use sets::{Sets, add, decode_group, remove};
 
 /// Everything transferred under one Service: `<svc>.<ns>.svc.Z`, its hosts,
 /// its `_<port>._<proto>` names and `<svc>._crossdns.<ns>.svc.Z`.
@@ -452,86 +442,6 @@ fn address_of(rdata: &RData) -> Option<IpAddr> {
         RData::AAAA(a) => Some(IpAddr::V6(a.0)),
         _ => None,
     }
-}
-
-/// Adds a record to its name's sets; false when it was there already
-/// (RFC 2181 §5: an RRset holds no duplicates). The set's TTL is its
-/// smallest record's.
-fn add(sets: &mut Sets, r: Record) -> bool {
-    let rtype = u16::from(r.record_type());
-    let set = sets.entry(rtype).or_insert_with(|| Set {
-        ttl: r.ttl,
-        data: Vec::new(),
-    });
-    if set.data.contains(&r.data) {
-        return false;
-    }
-    set.ttl = set.ttl.min(r.ttl);
-    set.data.push(r.data);
-    true
-}
-
-/// Removes a record (matched by type and data, not TTL: RFC 1995 §2);
-/// false when it was not there.
-fn remove(sets: &mut Sets, r: &Record) -> bool {
-    let rtype = u16::from(r.record_type());
-    let Some(set) = sets.get_mut(&rtype) else {
-        return false;
-    };
-    let Some(at) = set.data.iter().position(|d| *d == r.data) else {
-        return false;
-    };
-    set.data.remove(at);
-    if set.data.is_empty() {
-        sets.remove(&rtype);
-    }
-    true
-}
-
-/// A published Service's records, read back from its RRsets.
-fn decode_group(s: &ServiceRecords) -> Group {
-    Group {
-        own: decode_node(&s.own),
-        hosts: s
-            .hosts
-            .iter()
-            .map(|(l, n)| (l.clone(), decode_node(n)))
-            .collect(),
-        srv: s
-            .srv
-            .iter()
-            .map(|(k, n)| (Box::from(k), decode_node(n)))
-            .collect(),
-        meta: decode_node(&s.meta),
-    }
-}
-
-fn decode_node(node: &Node) -> Sets {
-    node.all()
-        .iter()
-        .filter_map(|set| Some((set.rtype, decode_rrset(set)?)))
-        .collect()
-}
-
-/// The answer records of `set` (owner pointer, TYPE, CLASS, TTL, RDLENGTH,
-/// RDATA; RFC 1035 §4.1.3), decoded with hickory-proto.
-fn decode_rrset(set: &Rrset) -> Option<Set> {
-    let bytes = set.answer();
-    let rtype = RecordType::from(set.rtype);
-    let mut out = Set::default();
-    let mut at = 0;
-    while at < bytes.len() {
-        let field = |i: usize, n: usize| bytes.get(at + i..at + i + n);
-        let ttl = u32::from_be_bytes(field(6, 4)?.try_into().ok()?);
-        let rdlen = u16::from_be_bytes(field(10, 2)?.try_into().ok()?);
-        let rdata = field(12, usize::from(rdlen))?;
-        let mut decoder = BinDecoder::new(rdata);
-        out.data
-            .push(RData::read(&mut decoder, rtype, Restrict::new(rdlen)).ok()?);
-        out.ttl = ttl;
-        at += 12 + usize::from(rdlen);
-    }
-    (!out.data.is_empty()).then_some(out)
 }
 
 /// A cluster name from owner labels that the grammar accepted.

@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use super::sets::{decode_node, decode_rrset};
 use super::*;
 use crate::config::{PodsMode, ServiceAddress};
 use crate::index::records::snapshot_records;
 use crate::index::{Change, ClusterStore, meta};
+use crate::index::{Node, Rrset};
 
 /// Beyond the demo: annotations, an opted-out Service, a load balancer with
 /// only a hostname, pods for `pods: verified`, a headless Service with no
