@@ -180,6 +180,13 @@ fn prepare(settings: Settings, keep: &[Watched]) -> anyhow::Result<Prepared> {
     let transfers = Arc::new(Transfers::new(&settings, &zones, &clusters));
     // Each stage owns its counters; metrics encodes them in this order.
     let mut sources: Vec<Arc<dyn MetricSource>> = vec![Arc::new(ClusterMetrics(clusters.clone()))];
+    let primaries: Vec<_> = watched
+        .iter()
+        .filter_map(|w| w.tasks.primary_stats())
+        .collect();
+    if !primaries.is_empty() {
+        sources.push(Arc::new(watch::PrimaryMetrics(primaries)));
+    }
     if let Some(cs) = engine.clusterset_stats() {
         sources.push(cs);
     }

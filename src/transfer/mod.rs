@@ -7,6 +7,8 @@
 //! NOT BUILT YET on this branch: every transfer and every NOTIFY is
 //! REFUSED, as with no `transfer:` configured.
 
+mod notify_in;
+
 use std::io;
 use std::net::SocketAddr;
 
@@ -18,7 +20,9 @@ use crate::zones::ZoneId;
 
 /// What the listeners hand zone transfers and NOTIFYs to.
 #[derive(Debug, Default)]
-pub struct Transfers {}
+pub struct Transfers {
+    notify_in: notify_in::NotifyInbox,
+}
 
 impl Transfers {
     /// The transfer side of one config: its transferable zones (every
@@ -29,8 +33,9 @@ impl Transfers {
         zones: &crate::zones::ZoneTable,
         clusters: &[std::sync::Arc<crate::index::ClusterHandle>],
     ) -> Self {
-        let _ = (settings, zones, clusters);
-        Self {}
+        Self {
+            notify_in: notify_in::NotifyInbox::new(settings, zones, clusters),
+        }
     }
 
     /// Answers an AXFR/IXFR request for `zone` that arrived over TCP (or
@@ -63,8 +68,7 @@ impl Transfers {
         zone: Option<ZoneId>,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        let _ = peer;
-        refuse(packet, zone, out)
+        self.notify_in.answer(packet, peer, zone, out)
     }
 }
 
