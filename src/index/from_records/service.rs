@@ -60,7 +60,8 @@ pub(super) fn build(
         let cs_fqdn = grammar::service_name(cs, ns, name).ok()?;
         let host = |label: &str| grammar::clusterset_host_name(cs, &spec.name, ns, name, label);
         match &meta {
-            Some(m) => from_meta(spec, m, g, fqdn, &cs_fqdn, &host),
+            Some(m) if m.exported => from_meta(spec, m, g, fqdn, &cs_fqdn, &host),
+            Some(_) => None,
             None if plain => from_plain(spec, g, fqdn, &cs_fqdn, &host),
             None => None,
         }
