@@ -2,8 +2,8 @@
 //! process: one engine watches region1 and region2 from manifests; the
 //! other watches region1 but has region2 as a `primary:` cluster, its
 //! snapshot built from the records region2's primary would transfer
-//! (metadata included). For every `service_address` mode and both a
-//! deterministic and a rotating policy, every clusterset name and every
+//! (metadata included). For every `service_address` mode, a deterministic
+//! and a rotating policy, and either cluster local, every clusterset name and every
 //! region2 name must answer alike: health (ready endpoints), annotations
 //! (`crossdns.io/policy`, `failover-order`, `export`), SRV targets and
 //! their addresses, reverse names.
@@ -64,13 +64,13 @@ items:
       - {addresses: ["fd00:2::8"], conditions: {ready: true}}
 "#;
 
-fn settings(dir: &Path, region2: &str, mode: &str, policy: &str) -> Settings {
+fn settings(dir: &Path, region2: &str, mode: &str, (policy, local): (&str, &str)) -> Settings {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo/region1");
     let yaml = format!(
         "clusters:\n\
          \x20 - {{name: region1, zone: cluster.region1, manifests: {demo}}}\n\
          \x20 - {{name: region2, zone: cluster.region2, service_address: {mode}, {region2}}}\n\
-         clusterset: {{zone: clusterset.local, local: region1, policy: {policy}}}\n\
+         clusterset: {{zone: clusterset.local, local: {local}, policy: {policy}}}\n\
          transfer: {{allow: [127.0.0.1]}}\n"
     );
     Settings::from_yaml(&yaml, &dir.join("c.yaml")).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
@@ -219,7 +219,13 @@ fn a_transferred_cluster_answers_in_the_clusterset_as_the_watched_one() {
     std::fs::write(region2.join("extra.yaml"), REGION2_EXTRA).expect("write");
     let mut rows = 0;
     for mode in ["cluster-ip", "endpoints", "load-balancer"] {
-        for policy in ["local-first", "round-robin"] {
+        // Annotations count from the local cluster's Service: with region2
+        // local, the transferred metadata's policy decides.
+        for policy in [
+            ("local-first", "region1"),
+            ("round-robin", "region2"),
+            ("local-first", "region2"),
+        ] {
             let manifests = format!("manifests: {}", region2.display());
             let a = settings(dir.path(), &manifests, mode, policy);
             let b = settings(
@@ -258,7 +264,7 @@ fn a_transferred_cluster_answers_in_the_clusterset_as_the_watched_one() {
             for (name, qtype) in table(&specs_a[1], &snap1, &snap2) {
                 let (want, got) = (ask(&engine_a, &name, qtype), ask(&engine_b, &name, qtype));
                 // TTLs too: the zone's as transferred, the clusterset's own.
-                assert_eq!(got, want, "{mode} {policy}: {name} {qtype}");
+                assert_eq!(got, want, "{mode} {policy:?}: {name} {qtype}");
                 rows += 1;
             }
         }
