@@ -327,12 +327,18 @@ async fn send(s: &mut Box<dyn Stream>, bytes: &[u8]) -> Result<(), ClientError> 
     let mut framed = Vec::with_capacity(bytes.len() + 2);
     framed.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
     framed.extend_from_slice(bytes);
-    s.write_all(&framed)
-        .await
-        .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-    s.flush()
-        .await
-        .map_err(|e| ClientError::Unreachable(e.to_string()))
+    s.write_all(&framed).await.map_err(stream_error)?;
+    s.flush().await.map_err(stream_error)
+}
+
+/// A failed read or write: TLS (an alert, say the server wanting a client
+/// certificate, which TLS 1.3 sends after the handshake) or the connection.
+fn stream_error(e: io::Error) -> ClientError {
+    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+        ClientError::Tls(e.to_string())
+    } else {
+        ClientError::Unreachable(e.to_string())
+    }
 }
 
 /// The next length-prefixed message (RFC 1035 §4.2.2).
@@ -348,7 +354,7 @@ async fn recv(s: &mut Box<dyn Stream>, timeout: Duration) -> Result<Vec<u8>, Cli
         Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Err(ClientError::Garbage(
             "the connection closed before the response ended".into(),
         )),
-        Ok(Err(e)) => Err(ClientError::Unreachable(e.to_string())),
+        Ok(Err(e)) => Err(stream_error(e)),
         Ok(Ok(buf)) => Ok(buf),
     }
 }
