@@ -82,7 +82,13 @@ fn check_time(tsig: &TSIG, now: u64) -> Result<(), TsigFailure> {
     }
 }
 
+/// Checks the key, and a time hickory-proto can take: it computes `time -
+/// fudge`, which a hostile peer could make underflow (no real signature is
+/// that old, so it cannot verify).
 fn check_key(signer: &TSigner, sig: &Record<TSIG>) -> Result<(), TsigFailure> {
+    if sig.data.time < u64::from(sig.data.fudge) {
+        return Err(TsigFailure::BadSig);
+    }
     if sig.name != *signer.signer_name() || sig.data.algorithm != *signer.algorithm() {
         return Err(TsigFailure::WrongKey(format!(
             "{} ({})",

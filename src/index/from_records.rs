@@ -72,8 +72,9 @@ enum Place {
         key: Box<[u8]>,
         slot: Slot,
     },
-    /// `_crossdns.<ns>.svc|pod.Z`: the namespace exists.
-    NamespaceMark(Box<[u8]>),
+    /// `_crossdns.<ns>.svc|pod.Z` (`owner` in wire form): the namespace
+    /// exists.
+    NamespaceMark { ns: Box<[u8]>, owner: Box<[u8]> },
     Pod {
         ip: IpAddr,
         namespace: Box<str>,
@@ -83,6 +84,13 @@ enum Place {
     Zone,
     /// Outside the grammar (or the zone): reported, not served.
     Skip,
+}
+
+type Marks = HashMap<Box<[u8]>, HashSet<(Box<[u8]>, RData)>>;
+
+/// Adds a mark record; false when it was there already.
+fn mark(marks: &mut Marks, ns: Box<[u8]>, owner: Box<[u8]>, data: RData) -> bool {
+    marks.entry(ns).or_default().insert((owner, data))
 }
 
 /// The most skipped names remembered (so each is reported once).
@@ -97,8 +105,8 @@ pub struct TransferredZone {
     work: HashMap<Box<[u8]>, (Group, Group)>,
     /// Reverse addresses each group gave in the last snapshot.
     ptr_of: HashMap<Box<[u8]>, Vec<IpAddr>>,
-    /// Namespace marks held, per namespace.
-    marks: HashMap<Box<[u8]>, u32>,
+    /// Namespace marks held (owner, data), per namespace.
+    marks: Marks,
     pods: HashMap<IpAddr, BTreeSet<Box<str>>>,
     dirty_pods: HashSet<IpAddr>,
     namespaces_dirty: bool,
@@ -134,19 +142,20 @@ impl TransferredZone {
     /// the names outside the grammar not reported before.
     pub fn replace(&mut self, records: Vec<Record>) -> Vec<String> {
         let mut groups: HashMap<Box<[u8]>, Group> = HashMap::new();
-        let mut marks: HashMap<Box<[u8]>, u32> = HashMap::new();
+        let mut marks = Marks::new();
         let mut pods: HashMap<IpAddr, BTreeSet<Box<str>>> = HashMap::new();
         let mut meta_records = 0;
         let mut skipped = Vec::new();
         for r in records {
             match self.place(&r) {
                 Place::Service { key, slot } => {
-                    meta_records += usize::from(matches!(slot, Slot::Meta));
-                    add(groups.entry(key).or_default().slot(slot), r);
+                    let is_meta = matches!(slot, Slot::Meta);
+                    if add(groups.entry(key).or_default().slot(slot), r) && is_meta {
+                        meta_records += 1;
+                    }
                 }
-                Place::NamespaceMark(ns) => {
-                    meta_records += 1;
-                    *marks.entry(ns).or_default() += 1;
+                Place::NamespaceMark { ns, owner } => {
+                    meta_records += usize::from(mark(&mut marks, ns, owner, r.data));
                 }
                 Place::Pod { ip, namespace } => {
                     pods.entry(ip).or_default().insert(namespace);
@@ -196,11 +205,12 @@ impl TransferredZone {
                         self.meta_records -= 1;
                     }
                 }
-                Place::NamespaceMark(ns) => {
-                    if let Some(n) = self.marks.get_mut(&ns) {
-                        *n -= 1;
+                Place::NamespaceMark { ns, owner } => {
+                    if let Some(set) = self.marks.get_mut(&ns)
+                        && set.remove(&(owner, r.data))
+                    {
                         self.meta_records -= 1;
-                        if *n == 0 {
+                        if set.is_empty() {
                             self.marks.remove(&ns);
                             self.namespaces_dirty = true;
                         }
@@ -228,10 +238,11 @@ impl TransferredZone {
                         self.meta_records += 1;
                     }
                 }
-                Place::NamespaceMark(ns) => {
-                    self.meta_records += 1;
-                    *self.marks.entry(ns).or_default() += 1;
-                    self.namespaces_dirty = true;
+                Place::NamespaceMark { ns, owner } => {
+                    if mark(&mut self.marks, ns, owner, r.data) {
+                        self.meta_records += 1;
+                        self.namespaces_dirty = true;
+                    }
                 }
                 Place::Pod { ip, namespace } => {
                     if self.pods.entry(ip).or_default().insert(namespace) {
@@ -410,7 +421,10 @@ impl TransferredZone {
                     None => Place::Skip,
                 }
             }
-            ClusterName::NamespaceMeta(ns) => Place::NamespaceMark(ns.into()),
+            ClusterName::NamespaceMeta(ns) => Place::NamespaceMark {
+                ns: ns.into(),
+                owner: owner.wire().into(),
+            },
             ClusterName::Pod { ip, namespace } if address_of(&r.data) == Some(ip) => Place::Pod {
                 ip,
                 namespace: String::from_utf8_lossy(namespace).into(),
