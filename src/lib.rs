@@ -23,6 +23,7 @@ pub mod listen;
 pub mod metrics;
 pub mod tls;
 pub mod transfer;
+pub mod tsig;
 pub mod watch;
 pub mod wire;
 pub mod zones;

@@ -69,6 +69,11 @@ fn every_config_yaml_seed_and_regression_validates_or_names_the_file() {
     every_input("config_yaml", fuzz::config_yaml::check);
 }
 
+#[test]
+fn every_transfer_response_seed_and_regression_reads_or_errs_and_round_trips() {
+    every_input("transfer_response", fuzz::transfer_response::check);
+}
+
 /// An upstream's extended RCODE (here 3330: OPT high bits 0xd0) reached the
 /// client as a different RCODE than the forwarder reported; it is SERVFAIL now.
 #[test]

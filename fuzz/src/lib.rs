@@ -13,5 +13,6 @@ pub mod config_yaml;
 pub mod manifests_yaml;
 pub mod query;
 pub mod reply;
+pub mod transfer_response;
 pub mod upstream_reply;
 pub mod world;

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::Found;
-use crate::config::{PodsMode, Settings};
+use crate::config::{PodsMode, Settings, Source};
 use crate::dnsname::WireName;
 use crate::grammar::{self, ClusterName};
 use crate::index::{ClusterHandle, Node, Snapshot, SnapshotGuard};
@@ -31,7 +31,7 @@ impl Member {
 pub(super) struct ClusterZone {
     members: Vec<Member>,
     /// The TXT of a namespace mark (`_crossdns.<ns>.svc|pod.<zone>`), when
-    /// the zone is transferable (design.md §7).
+    /// the zone is transferred out or in (design.md §7).
     marker: Option<Node>,
 }
 
@@ -53,9 +53,13 @@ impl ClusterZone {
                 cluster: Arc::clone(handle),
             })
             .collect();
-        let marker = settings
-            .transfer
-            .is_some()
+        // Marks are answered where the zone is transferred out, and where it
+        // was transferred in: a copy answers as its primary does.
+        let transferred_in = settings
+            .clusters
+            .iter()
+            .any(|c| c.zone == *apex && matches!(c.source, Source::Primary(_)));
+        let marker = (settings.transfer.is_some() || transferred_in)
             .then(|| crate::index::meta::namespace_marker(settings.dns.ttl));
         Self { members, marker }
     }

@@ -153,6 +153,13 @@ fn prepare(
     let transfers = Arc::new(transfers);
     // Each stage owns its counters; metrics encodes them in this order.
     let mut sources: Vec<Arc<dyn MetricSource>> = vec![Arc::new(ClusterMetrics(clusters.clone()))];
+    let primaries: Vec<_> = watched
+        .iter()
+        .filter_map(|w| w.tasks.primary_stats())
+        .collect();
+    if !primaries.is_empty() {
+        sources.push(Arc::new(watch::PrimaryMetrics(primaries)));
+    }
     if let Some(cs) = engine.clusterset_stats() {
         sources.push(cs);
     }

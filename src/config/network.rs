@@ -100,25 +100,11 @@ pub(super) fn forward_zone(
             "must be at least 1",
         ));
     }
-    let file = |key: &str, p: &PathBuf| -> Result<PathBuf, ConfigError> {
-        let resolved = cx.resolve(p);
-        if resolved.is_file() {
-            Ok(resolved)
-        } else {
-            Err(cx.err(format!("forward[{i}].{key}"), p, "is not a readable file"))
-        }
-    };
-    let ca = f.tls_ca.as_ref().map(|p| file("tls_ca", p)).transpose()?;
-    let client_cert = match (&f.tls_cert, &f.tls_key) {
-        (None, None) => None,
-        (Some(c), Some(k)) => Some((file("tls_cert", c)?, file("tls_key", k)?)),
-        (Some(c), None) => {
-            return Err(cx.err(format!("forward[{i}].tls_cert"), c, "needs tls_key too"));
-        }
-        (None, Some(k)) => {
-            return Err(cx.err(format!("forward[{i}].tls_key"), k, "needs tls_cert too"));
-        }
-    };
+    let tls = upstream_tls(
+        cx,
+        &format!("forward[{i}]"),
+        [&f.tls_ca, &f.tls_cert, &f.tls_key],
+    )?;
     Ok(ForwardSettings {
         zone,
         upstreams,
@@ -130,7 +116,7 @@ pub(super) fn forward_zone(
             f.stale_for.as_deref(),
             Duration::from_secs(3600),
         )?,
-        tls: UpstreamTls { ca, client_cert },
+        tls,
     })
 }
 
@@ -159,4 +145,33 @@ pub(super) fn parse_upstream(s: &str) -> Option<Upstream> {
         }
         None => addr(s, 53).map(Upstream::Plain),
     }
+}
+
+/// The `tls_ca`, `tls_cert` and `tls_key` of an upstream list (`prefix` is
+/// its key, `forward[0]`): files that must exist; cert and key go together.
+pub(super) fn upstream_tls(
+    cx: &Ctx<'_>,
+    prefix: &str,
+    [ca, cert, key]: [&Option<PathBuf>; 3],
+) -> Result<UpstreamTls, ConfigError> {
+    let file = |k: &str, p: &PathBuf| -> Result<PathBuf, ConfigError> {
+        let resolved = cx.resolve(p);
+        if resolved.is_file() {
+            Ok(resolved)
+        } else {
+            Err(cx.err(format!("{prefix}.{k}"), p, "is not a readable file"))
+        }
+    };
+    let ca = ca.as_ref().map(|p| file("tls_ca", p)).transpose()?;
+    let client_cert = match (cert, key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some((file("tls_cert", c)?, file("tls_key", k)?)),
+        (Some(c), None) => {
+            return Err(cx.err(format!("{prefix}.tls_cert"), c, "needs tls_key too"));
+        }
+        (None, Some(k)) => {
+            return Err(cx.err(format!("{prefix}.tls_key"), k, "needs tls_cert too"));
+        }
+    };
+    Ok(UpstreamTls { ca, client_cert })
 }

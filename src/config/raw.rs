@@ -202,4 +202,9 @@ pub struct RawPrimary {
     pub servers: Vec<String>,
     pub key: Option<String>,
     pub poll: Option<String>,
+    /// `tls://` servers: trust this CA bundle instead of the system roots.
+    pub tls_ca: Option<PathBuf>,
+    /// `tls://` servers: present this client certificate (mutual TLS).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }

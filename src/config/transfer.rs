@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use super::network::parse_upstream;
+use super::network::{parse_upstream, upstream_tls};
 use super::raw::{RawPrimary, RawTransfer, RawTsigKey};
 use super::validate::{Ctx, duration, parse_net, zone_name};
-use super::{AllowList, ConfigError, Upstream};
+use super::{AllowList, ConfigError, Upstream, UpstreamTls};
 use crate::dnsname::WireName;
 
 /// RFC 8945 §6 / RFC 4635: the HMACs crossdns signs and verifies with.
@@ -77,6 +77,9 @@ pub struct PrimarySettings {
     pub key: Option<TsigKey>,
     /// SOA check interval (a NOTIFY triggers one at once).
     pub poll: Duration,
+    /// How `tls://` servers are trusted (`tls_ca`) and whom this server
+    /// shows itself as (`tls_cert`, `tls_key`), as for forward upstreams.
+    pub tls: UpstreamTls,
 }
 
 /// RFC 8945 §6 suggests keys at least as long as the hash output.
@@ -254,10 +257,16 @@ pub(super) fn primary(
     if poll < Duration::from_millis(100) {
         return Err(cx.err(key("poll"), &raw.poll, "must be at least 100ms"));
     }
+    let tls = upstream_tls(
+        cx,
+        &format!("clusters[{i}].primary"),
+        [&raw.tls_ca, &raw.tls_cert, &raw.tls_key],
+    )?;
     Ok(PrimarySettings {
         servers,
         key: tsig,
         poll,
+        tls,
     })
 }
 

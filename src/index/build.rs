@@ -47,7 +47,7 @@ pub fn service_fqdn(spec: &ClusterSpec, ns: &str, name: &str) -> Option<WireName
     grammar::service_name(&spec.zone, ns, name).ok()
 }
 
-fn addr_node(ttl: u32, ips: impl IntoIterator<Item = IpAddr>) -> Node {
+pub(super) fn addr_node(ttl: u32, ips: impl IntoIterator<Item = IpAddr>) -> Node {
     let mut a = RrsetBuilder::new(TYPE_A, ttl);
     let mut aaaa = RrsetBuilder::new(TYPE_AAAA, ttl);
     for ip in ips {
@@ -59,7 +59,7 @@ fn addr_node(ttl: u32, ips: impl IntoIterator<Item = IpAddr>) -> Node {
     Node::new([a.finish(), aaaa.finish()])
 }
 
-fn push_addr_extra(b: &mut RrsetBuilder, owner: &WireName, ip: IpAddr) {
+pub(super) fn push_addr_extra(b: &mut RrsetBuilder, owner: &WireName, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => b.push_extra(owner, &RData::A(A(v4))),
         IpAddr::V6(v6) => b.push_extra(owner, &RData::AAAA(AAAA(v6))),

@@ -23,9 +23,12 @@
 //! | `lb` | load-balancer ingress IPs |
 //! | `lbhost` | a load-balancer ingress hostname |
 //! | `policy`, `order`, `weights` | the `crossdns.io/` annotations, as written |
+//! | `export` | `0` for a Service opted out (`crossdns.io/export: "false"`); absent otherwise |
 //!
-//! Services opted out (`crossdns.io/export: "false"`) and ExternalNames have
-//! none: in a zone with metadata, a Service without it is not exported.
+//! ExternalNames have none. A Service opted out has metadata too, with
+//! `export=0`, so that a copy knows its kind and VIPs (its reverse names,
+//! and that its name exists while it has no address); in a zone with
+//! metadata, a Service without any is not exported either.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -52,6 +55,8 @@ const TYPE_TXT: u16 = 16;
 /// What the clusterset needs of one Service in one cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceMeta {
+    /// Takes part in clustersets (`crossdns.io/export` is not "false").
+    pub exported: bool,
     pub headless: bool,
     pub ready: bool,
     pub vips: Vec<IpAddr>,
@@ -89,12 +94,9 @@ fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
 }
 
 impl ServiceMeta {
-    /// The metadata of `svc` with its `slices`, or `None` when it takes no
-    /// part in a clusterset.
+    /// The metadata of `svc` with its `slices` (`None` for an ExternalName).
     pub fn of(svc: &Service, slices: &[&EndpointSlice]) -> Option<Self> {
-        if annotation(svc, ANNOTATION_EXPORT) == Some("false") {
-            return None;
-        }
+        let exported = annotation(svc, ANNOTATION_EXPORT) != Some("false");
         let (headless, vips) = match &svc.kind {
             ServiceKind::ExternalName(_) => return None,
             ServiceKind::Headless => (true, Vec::new()),
@@ -129,6 +131,7 @@ impl ServiceMeta {
         });
         let raw = |k: &str| annotation(svc, k).map(str::to_owned);
         let mut meta = Self {
+            exported,
             headless,
             ready,
             vips,
@@ -187,6 +190,9 @@ impl ServiceMeta {
         if let Some(h) = &self.lb_host {
             out.push(format!("lbhost={h}"));
         }
+        if !self.exported {
+            out.push("export=0".to_owned());
+        }
         for (key, v) in [
             ("policy", &self.raw_policy),
             ("order", &self.raw_order),
@@ -216,7 +222,10 @@ impl ServiceMeta {
         R: IntoIterator<Item = S>,
         S: IntoIterator<Item = &'a [u8]>,
     {
-        let mut meta = Self::default();
+        let mut meta = Self {
+            exported: true,
+            ..Self::default()
+        };
         let mut kind = None;
         for record in records {
             for (i, raw) in record.into_iter().enumerate() {
@@ -250,6 +259,7 @@ impl ServiceMeta {
                     "policy" => meta.raw_policy = Some(value.to_owned()),
                     "order" => meta.raw_order = Some(value.to_owned()),
                     "weights" => meta.raw_weights = Some(value.to_owned()),
+                    "export" => meta.exported = value != "0",
                     // Keys of later versions are skipped, not refused.
                     _ => {}
                 }
@@ -387,16 +397,24 @@ mod tests {
     }
 
     #[test]
-    fn opted_out_and_external_name_services_have_no_metadata() {
+    fn opted_out_services_say_so_and_external_names_have_no_metadata() {
         let out = svc(ServiceKind::Headless, &[("crossdns.io/export", "false")]);
-        assert!(ServiceMeta::of(&out, &[]).is_none());
+        let meta = ServiceMeta::of(&out, &[]).expect("metadata");
+        assert!(!meta.exported);
+        let back = ServiceMeta::parse(
+            strings(&meta.to_node(5))
+                .iter()
+                .map(|r| r.iter().map(Vec::as_slice)),
+        )
+        .expect("parses");
+        assert_eq!(back, meta);
         let ext = svc(
             ServiceKind::ExternalName(WireName::parse("a.example").expect("name")),
             &[],
         );
         assert!(ServiceMeta::of(&ext, &[]).is_none());
         let empty = ServiceMeta::of(&svc(ServiceKind::Headless, &[]), &[]).expect("exported");
-        assert!(!empty.ready && empty.endpoints.is_empty());
+        assert!(empty.exported && !empty.ready && empty.endpoints.is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod apex;
 mod build;
+mod from_records;
 mod journal;
 pub mod meta;
 pub mod records;
@@ -21,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 
+pub use from_records::TransferredZone;
 pub use journal::{Entry, PodChange, ServiceChange, ZoneJournal, next_serial, serial_gt};
 pub use rrset::{Node, QNAME_POINTER, Rrset, RrsetBuilder, push_rr_tail};
 pub use sharded::ShardedMap;
@@ -28,7 +30,7 @@ pub use snapshot::{ClustersetRecords, ServiceRecords, Snapshot, SnapshotGuard};
 pub use status_metrics::{ClusterMetrics, encode_cluster_status};
 pub use store::ClusterStore;
 
-use crate::config::{ClusterSettings, PodsMode, ServiceAddress};
+use crate::config::{ClusterSettings, PodsMode, ServiceAddress, Source};
 use crate::dnsname::WireName;
 
 /// `namespace/name` of an object (cluster-scoped objects: empty namespace).
@@ -329,7 +331,12 @@ impl ClusterSpec {
             ttl,
             namespaces: c.namespaces.clone(),
             service_address: c.service_address,
-            pods: c.pods,
+            // A transferred zone answers the pods its primary transferred,
+            // whatever its `pods` mode was (design.md §7).
+            pods: match c.source {
+                Source::Primary(_) => PodsMode::Verified,
+                _ => c.pods,
+            },
             endpoint_pod_names: c.endpoint_pod_names,
             clusterset: None,
             transfer: false,
@@ -371,6 +378,9 @@ pub struct ClusterHandle {
     /// The serial and changes of the cluster's zone (shared by every
     /// cluster of a shared zone).
     pub journal: Arc<ZoneJournal>,
+    /// Asks the cluster's source to look for changes at once: a NOTIFY for
+    /// a `primary:` zone was accepted (RFC 1996).
+    pub refresh: tokio::sync::Notify,
 }
 
 /// Why a cluster's source failed, as `/metrics` (`cause` label) and the
@@ -382,11 +392,13 @@ pub enum FailureCause {
     /// The TLS handshake failed: the certificate is not trusted, expired or
     /// for another name.
     Tls,
-    /// The apiserver refused the credentials (401) or the identity (403).
+    /// The apiserver refused the credentials (401) or the identity (403);
+    /// a DNS primary answered REFUSED or NOTAUTH.
     Unauthorized,
     /// The apiserver asked to slow down (429, with its Retry-After).
     Throttled,
-    /// The apiserver answered 5xx.
+    /// The apiserver answered 5xx; a DNS primary answered SERVFAIL (or
+    /// another error RCODE).
     ServerError,
     /// The apiserver sent something that is not JSON, or not the protocol.
     Garbage,
@@ -397,12 +409,15 @@ pub enum FailureCause {
     Credentials,
     /// A manifests folder could not be read.
     Unreadable,
+    /// A DNS primary's response was not signed with the source's TSIG key,
+    /// or its signature did not verify (RFC 8945).
+    Tsig,
     /// Anything else (an unexpected HTTP status, say).
     Other,
 }
 
 impl FailureCause {
-    pub const ALL: [FailureCause; 10] = [
+    pub const ALL: [FailureCause; 11] = [
         FailureCause::Unreachable,
         FailureCause::Tls,
         FailureCause::Unauthorized,
@@ -412,6 +427,7 @@ impl FailureCause {
         FailureCause::Stalled,
         FailureCause::Credentials,
         FailureCause::Unreadable,
+        FailureCause::Tsig,
         FailureCause::Other,
     ];
 
@@ -426,6 +442,7 @@ impl FailureCause {
             FailureCause::Stalled => "stalled",
             FailureCause::Credentials => "credentials",
             FailureCause::Unreadable => "unreadable",
+            FailureCause::Tsig => "tsig",
             FailureCause::Other => "other",
         }
     }
@@ -465,7 +482,7 @@ pub struct ClusterStatus {
     pub service_health_transitions: AtomicU64,
     objects: [AtomicU64; 5],
     /// Failed requests (watches, lists, probes), by `FailureCause` index.
-    failures: [AtomicU64; 10],
+    failures: [AtomicU64; 11],
     /// The cause of the current watch / probe failure (`FailureCause` slot,
     /// 0 for none).
     watch_cause: AtomicU8,
@@ -611,6 +628,7 @@ impl ClusterHandle {
             snapshot: ArcSwapOption::const_empty(),
             status: ClusterStatus::default(),
             journal,
+            refresh: tokio::sync::Notify::new(),
         }
     }
 

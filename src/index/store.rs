@@ -422,34 +422,41 @@ impl ClusterStore {
     }
 
     fn add_ptr(&mut self, ip: IpAddr, name: WireName) {
-        let mut names: Vec<WireName> = self
-            .next
-            .ptr
-            .get(&ip)
-            .map(|n| n.to_vec())
-            .unwrap_or_default();
-        if !names.contains(&name) {
-            names.push(name);
-            names.sort();
-            self.next.ptr.insert(ip, names.into());
-        }
+        add_ptr(&mut self.next.ptr, ip, name);
     }
 
-    /// Removes the names under `service_fqdn` (label-aligned) from `ip`.
     fn withdraw_ptr(&mut self, ip: IpAddr, service_fqdn: &WireName) {
-        let Some(names) = self.next.ptr.get(&ip) else {
-            return;
-        };
-        let kept: Vec<WireName> = names
-            .iter()
-            .filter(|n| !is_label_suffix(n.as_bytes(), service_fqdn.as_bytes()))
-            .cloned()
-            .collect();
-        if kept.is_empty() {
-            self.next.ptr.remove(&ip);
-        } else if kept.len() != names.len() {
-            self.next.ptr.insert(ip, kept.into());
-        }
+        withdraw_ptr(&mut self.next.ptr, ip, service_fqdn);
+    }
+}
+
+/// Reverse names by address, as a snapshot holds them.
+pub(super) type PtrMap = super::ShardedMap<IpAddr, Arc<[WireName]>>;
+
+/// Adds `name` to the reverse names of `ip` (kept sorted, no duplicates).
+pub(super) fn add_ptr(ptr: &mut PtrMap, ip: IpAddr, name: WireName) {
+    let mut names: Vec<WireName> = ptr.get(&ip).map(|n| n.to_vec()).unwrap_or_default();
+    if !names.contains(&name) {
+        names.push(name);
+        names.sort();
+        ptr.insert(ip, names.into());
+    }
+}
+
+/// Removes the names under `service_fqdn` (label-aligned) from `ip`.
+pub(super) fn withdraw_ptr(ptr: &mut PtrMap, ip: IpAddr, service_fqdn: &WireName) {
+    let Some(names) = ptr.get(&ip) else {
+        return;
+    };
+    let kept: Vec<WireName> = names
+        .iter()
+        .filter(|n| !is_label_suffix(n.as_bytes(), service_fqdn.as_bytes()))
+        .cloned()
+        .collect();
+    if kept.is_empty() {
+        ptr.remove(&ip);
+    } else if kept.len() != names.len() {
+        ptr.insert(ip, kept.into());
     }
 }
 

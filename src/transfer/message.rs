@@ -8,9 +8,9 @@
 
 use std::collections::HashMap;
 
-use super::tsig::{self, Signing};
 use crate::dnsname::WireName;
 use crate::index::Rrset;
+use crate::tsig::primary::{self as tsig, Signing};
 use crate::wire::{HEADER_LEN, qtype};
 
 /// Bytes a message may hold before its OPT and TSIG records. Compression

@@ -15,8 +15,8 @@ mod catalog;
 mod ixfr;
 mod message;
 mod metrics;
+mod notify_in;
 mod notify_out;
-mod tsig;
 mod zone;
 
 use std::io;
@@ -32,13 +32,13 @@ use crate::answer::Outcome;
 use crate::config::{Settings, TransferSettings};
 use crate::index::{ClusterHandle, Entry, serial_gt, unix_ms};
 use crate::metrics::MetricSource;
+use crate::tsig::primary::{self as tsig, Check, Keys, Signing};
 use crate::wire::{self, Query, ResponseWriter, qtype, rcode};
 use crate::zones::{Role, ZoneId, ZoneTable};
 use catalog::Catalog;
 pub use catalog::member_id;
 use message::{Header, Messages, Sent};
 use metrics::{XfrResult, ZoneStats};
-use tsig::{Check, Keys, Signing};
 use zone::{ClusterZone, View};
 
 /// How long one message of a transfer may take to go out before the
@@ -57,11 +57,10 @@ pub struct Transfers {
     /// Signs NOTIFYs (`transfer.key`).
     notify_signer: Option<tsig::Signer>,
     zones: Vec<Arc<Zone>>,
-    settings: Settings,
-    table: ZoneTable,
-    clusters: Vec<Arc<ClusterHandle>>,
     /// Set by `announce`: NOTIFYs may go out.
     announced: tokio::sync::Notify,
+    /// NOTIFYs from the primaries of `primary:` clusters.
+    notify_in: notify_in::NotifyInbox,
 }
 
 /// One transferable zone.
@@ -195,13 +194,13 @@ impl Transfers {
         let key = transfer.as_ref().and_then(|t| t.key.as_ref());
         Self {
             keys: Keys::new(key, &settings.tsig_keys),
-            notify_signer: key.and_then(tsig::signer).map(tsig::Signer),
+            notify_signer: key
+                .and_then(|k| crate::tsig::signer(k).ok())
+                .map(tsig::Signer),
             transfer,
             zones: list,
-            settings: settings.clone(),
-            table: zones.clone(),
-            clusters: clusters.to_vec(),
             announced: tokio::sync::Notify::new(),
+            notify_in: notify_in::NotifyInbox::new(settings, zones, clusters),
         }
     }
 
@@ -226,21 +225,6 @@ impl Transfers {
                 c.carry_over(old);
             }
         }
-    }
-
-    /// The config this was built from (for the NOTIFY-in side).
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    /// The config's zones (for the NOTIFY-in side).
-    pub fn zone_table(&self) -> &ZoneTable {
-        &self.table
-    }
-
-    /// Every cluster's handle, in config order (for the NOTIFY-in side).
-    pub fn clusters(&self) -> &[Arc<ClusterHandle>] {
-        &self.clusters
     }
 
     fn zone(&self, id: ZoneId) -> Option<&Arc<Zone>> {
@@ -415,8 +399,7 @@ impl Transfers {
         zone: Option<ZoneId>,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        let _ = peer;
-        refuse(packet, zone, out)
+        self.notify_in.answer(packet, peer, zone, out)
     }
 
     /// Answers a query for a name in the catalog zone `zone` (within

@@ -156,7 +156,7 @@ fn message(
     m.add_query(q);
     m.add_answer(Record::from_rdata(apex, zone.ttl(), zone.soa_rdata(serial)));
     let verifier = match signer {
-        Some(s) => Some(super::tsig::sign_request(
+        Some(s) => Some(crate::tsig::primary::sign_request(
             &mut m,
             s,
             crate::index::unix_ms() / 1000,

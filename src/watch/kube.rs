@@ -177,7 +177,7 @@ pub(super) async fn run(
         tasks.push(tokio::spawn(watch.run()));
     }
     // Hold the watchers; aborting this task aborts them too.
-    let _guard = super::ClusterTasks(tasks.into_iter().map(super::CancelOnDrop).collect());
+    let _guard: Vec<super::CancelOnDrop> = tasks.into_iter().map(super::CancelOnDrop).collect();
     std::future::pending::<()>().await;
 }
 

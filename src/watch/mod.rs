@@ -8,8 +8,10 @@ mod kube;
 mod listwatch;
 mod manifests;
 mod primary;
+pub mod xfr;
 
 pub use manifests::{Parsed, parse_documents};
+pub use primary::{PrimaryMetrics, PrimaryStats};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -90,10 +92,12 @@ pub fn spawn_cluster(settings: &ClusterSettings, handle: Arc<ClusterHandle>) -> 
         Source::Primary(p) => {
             // The primary source publishes snapshots itself (they are built
             // from records, not objects): no object writer.
-            return ClusterTasks(vec![CancelOnDrop(tokio::spawn(primary::run(
-                p.clone(),
-                handle,
-            )))]);
+            let stats = Arc::new(PrimaryStats::new(&settings.name));
+            let task = tokio::spawn(primary::run(p.clone(), handle, Arc::clone(&stats)));
+            return ClusterTasks {
+                tasks: vec![CancelOnDrop(task)],
+                primary: Some(stats),
+            };
         }
         Source::Manifests(dir) => {
             tasks.push(tokio::spawn(manifests::run(dir.clone(), kinds, tx)));
@@ -113,14 +117,26 @@ pub fn spawn_cluster(settings: &ClusterSettings, handle: Arc<ClusterHandle>) -> 
         }
     }
     tasks.push(tokio::spawn(writer(handle, scopes, rx)));
-    ClusterTasks(tasks.into_iter().map(CancelOnDrop).collect())
+    ClusterTasks {
+        tasks: tasks.into_iter().map(CancelOnDrop).collect(),
+        primary: None,
+    }
 }
 
 /// The tasks of one cluster; aborted when dropped.
 #[derive(Debug)]
-pub struct ClusterTasks(
-    #[allow(dead_code, reason = "held only to abort the tasks on drop")] Vec<CancelOnDrop>,
-);
+pub struct ClusterTasks {
+    #[allow(dead_code, reason = "held only to abort the tasks on drop")]
+    tasks: Vec<CancelOnDrop>,
+    primary: Option<Arc<PrimaryStats>>,
+}
+
+impl ClusterTasks {
+    /// The counters of a `primary:` source, for `/metrics`.
+    pub fn primary_stats(&self) -> Option<Arc<PrimaryStats>> {
+        self.primary.clone()
+    }
+}
 
 /// Namespaces and StatefulSets are read when allowed, but a cluster whose
 /// RBAC refuses them still syncs: they add to DNS, they do not gate it.

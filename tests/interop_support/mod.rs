@@ -8,6 +8,8 @@
 //! the few helpers both need, which come from there.
 #![allow(dead_code)]
 
+pub mod knot_primary;
+
 #[path = "../common/mod.rs"]
 mod common;
 pub use common::{free_dns_port, init_tls};

@@ -15,35 +15,12 @@ use hickory_proto::rr::rdata::tsig::{
 use hickory_proto::rr::{Name, TSigner};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
-use crate::config::{TsigAlgorithm, TsigKey};
+use super::{FUDGE, signer};
+use crate::config::TsigKey;
 use crate::wire::skip_name;
-
-/// RFC 8945 §10: 300 seconds is the recommended fudge.
-pub const FUDGE: u16 = 300;
 
 /// The TSIG RR type (RFC 8945 §4.1).
 const TYPE_TSIG: u16 = 250;
-
-fn wire_algorithm(a: TsigAlgorithm) -> WireAlgorithm {
-    match a {
-        TsigAlgorithm::HmacSha256 => WireAlgorithm::HmacSha256,
-        TsigAlgorithm::HmacSha384 => WireAlgorithm::HmacSha384,
-        TsigAlgorithm::HmacSha512 => WireAlgorithm::HmacSha512,
-    }
-}
-
-/// A hickory signer for a configured key (`None` only if hickory refuses
-/// an algorithm crossdns validated, which it does not).
-pub fn signer(key: &TsigKey) -> Option<TSigner> {
-    let name = Name::from_ascii(&key.name).ok()?;
-    TSigner::new(
-        key.secret.clone(),
-        wire_algorithm(key.algorithm),
-        name,
-        FUDGE,
-    )
-    .ok()
-}
 
 /// The keys requests may be signed with.
 #[derive(Clone)]
@@ -89,7 +66,7 @@ impl Keys {
             None => all.iter().collect(),
         };
         Self {
-            signers: keys.into_iter().filter_map(signer).collect(),
+            signers: keys.into_iter().filter_map(|k| signer(k).ok()).collect(),
             required: required.is_some(),
         }
     }
@@ -334,6 +311,7 @@ pub fn sign_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TsigAlgorithm;
     use hickory_proto::op::{MessageType, OpCode, Query};
     use hickory_proto::rr::RecordType;
 
