@@ -283,9 +283,10 @@ impl Transfers {
                     records: 0,
                     bytes: reply.len() as u64,
                 };
-                let written = write(out, &message::frame(&reply)).await;
+                // Counted before it goes out: whoever reads the reply and
+                // then /metrics sees it counted.
                 z.stats.record(ixfr, result, sent);
-                written.map(|()| outcome(rc))
+                write(out, &message::frame(&reply)).await.map(|()| outcome(rc))
             }
             Plan::Stream(body, signing) => {
                 let (sent, done) =
