@@ -2,9 +2,10 @@
 //! a primary. Zone transfers out (AXFR per RFC 5936, IXFR per RFC 1995 from
 //! the zone's journal, over TCP and TLS, RFC 9103), TSIG (RFC 8945) on
 //! transfers and on the SOA queries secondaries sign, `transfer.allow`,
-//! NOTIFY out (RFC 1996), the catalog zone (RFC 9432) and the per-zone
-//! metrics. Reads snapshots and journals; never writes the index (the
-//! `primary:` source in `watch` does, for transfers in).
+//! NOTIFY out and in (RFC 1996; in for `primary:` zones), the catalog zone
+//! (RFC 9432) and the per-zone metrics. Reads snapshots and journals; never
+//! writes the index (the `primary:` source in `watch` does, for transfers
+//! in).
 //!
 //! A transfer is produced on a blocking thread from snapshots held for its
 //! length (`zone::View`, or the journal's entries for IXFR) and streamed
@@ -17,35 +18,31 @@ mod message;
 mod metrics;
 mod notify_in;
 mod notify_out;
+mod send;
 mod zone;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hickory_proto::rr::RData;
 use prometheus_client::encoding::DescriptorEncoder;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 use crate::answer::Outcome;
 use crate::config::{Settings, TransferSettings};
-use crate::index::{ClusterHandle, Entry, serial_gt, unix_ms};
+use crate::index::{ClusterHandle, serial_gt, unix_ms};
 use crate::metrics::MetricSource;
 use crate::tsig::primary::{self as tsig, Check, Keys, Signing};
 use crate::wire::{self, Query, ResponseWriter, qtype, rcode};
 use crate::zones::{Role, ZoneId, ZoneTable};
 use catalog::Catalog;
 pub use catalog::member_id;
-use message::{Header, Messages, Sent};
+use message::{Header, Sent};
 use metrics::{XfrResult, ZoneStats};
-use zone::{ClusterZone, View};
-
-/// How long one message of a transfer may take to go out before the
-/// transfer is given up (a secondary that stopped reading).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Finished messages waiting for the connection, per transfer.
-const IN_FLIGHT: usize = 4;
+use send::{Body, Plan, current, stream, write};
+use zone::ClusterZone;
 
 /// What the listeners hand zone transfers, NOTIFYs, queries to the catalog
 /// and signed SOA queries to.
@@ -121,39 +118,6 @@ impl Zone {
             Source::Catalog(c) => c.serial(),
         }
     }
-}
-
-/// What a transfer sends, produced on a blocking thread.
-enum Body {
-    /// The whole zone (`None`: the catalog).
-    Whole(Arc<Zone>, Option<View>),
-    /// IXFR increments.
-    Increments(Arc<Zone>, Vec<Entry>),
-}
-
-impl Body {
-    fn write<S: message::Sink>(&self, m: &mut Messages<'_, S>) {
-        match self {
-            Body::Whole(zone, view) => match (&zone.source, view) {
-                (Source::Cluster(c), Some(view)) => c.write_all(view, m),
-                (Source::Catalog(c), _) => c.write_all(m),
-                (Source::Cluster(_), None) => {}
-            },
-            Body::Increments(zone, entries) => {
-                if let Source::Cluster(c) = &zone.source {
-                    ixfr::write(c, entries, m);
-                }
-            }
-        }
-    }
-}
-
-/// How a request is answered.
-enum Plan {
-    /// One message, and how the request counts.
-    Reply(Vec<u8>, u8, XfrResult),
-    /// A stream of messages.
-    Stream(Body, Option<Signing>),
 }
 
 fn now_secs() -> u64 {
@@ -286,7 +250,9 @@ impl Transfers {
                 // Counted before it goes out: whoever reads the reply and
                 // then /metrics sees it counted.
                 z.stats.record(ixfr, result, sent);
-                write(out, &message::frame(&reply)).await.map(|()| outcome(rc))
+                write(out, &message::frame(&reply))
+                    .await
+                    .map(|()| outcome(rc))
             }
             Plan::Stream(body, signing) => {
                 let (sent, done) =
@@ -477,36 +443,6 @@ impl Transfers {
     }
 }
 
-/// The current SOA alone (an IXFR from an up-to-date serial).
-fn current(
-    header: Header,
-    question: &[u8],
-    zone: &Zone,
-    serial: u32,
-    signing: Option<Signing>,
-    now: u64,
-) -> Plan {
-    let mut framed = Vec::new();
-    let mut m = Messages::new(
-        header,
-        question,
-        signing,
-        |f: Vec<u8>| {
-            framed = f;
-            true
-        },
-        now,
-    );
-    let mut soa = crate::index::RrsetBuilder::new(6, zone.ttl());
-    soa.push(&zone.soa_rdata(serial));
-    if let Some(soa) = soa.finish() {
-        m.rrset(zone.apex(), &soa);
-    }
-    m.finish();
-    let msg = framed.get(2..).map(<[u8]>::to_vec).unwrap_or_default();
-    Plan::Reply(msg, rcode::NOERROR, XfrResult::Ok)
-}
-
 /// The serial of the SOA in an IXFR request's authority section (RFC 1995 §3).
 fn ixfr_serial(request: &[u8]) -> Option<u32> {
     let m = hickory_proto::op::Message::from_vec(request).ok()?;
@@ -514,58 +450,6 @@ fn ixfr_serial(request: &[u8]) -> Option<u32> {
         RData::SOA(soa) => Some(soa.serial),
         _ => None,
     })
-}
-
-async fn write<W: AsyncWrite + Unpin>(out: &mut W, framed: &[u8]) -> io::Result<()> {
-    out.write_all(framed).await?;
-    out.flush().await
-}
-
-/// Produces `body` on a blocking thread and writes its messages to `out`
-/// as they come; returns what was sent, and whether all of it went out.
-async fn stream<W: AsyncWrite + Unpin + Send>(
-    body: Body,
-    header: Header,
-    question: Vec<u8>,
-    signing: Option<Signing>,
-    now: u64,
-    out: &mut W,
-) -> (Sent, io::Result<()>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(IN_FLIGHT);
-    let producer = tokio::task::spawn_blocking(move || {
-        let sink = |framed: Vec<u8>| tx.blocking_send(framed).is_ok();
-        let mut m = Messages::new(header, &question, signing, sink, now);
-        body.write(&mut m);
-        let closed = m.closed();
-        (m.finish(), closed)
-    });
-    let mut result = Ok(());
-    while let Some(framed) = rx.recv().await {
-        match tokio::time::timeout(WRITE_TIMEOUT, out.write_all(&framed)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                result = Err(e);
-                break;
-            }
-            Err(_) => {
-                result = Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the secondary stopped reading the transfer",
-                ));
-                break;
-            }
-        }
-    }
-    // The producer sees the channel closed and stops.
-    drop(rx);
-    let (sent, closed) = producer.await.unwrap_or_default();
-    if result.is_ok() && closed {
-        result = Err(io::Error::other("the transfer stopped early"));
-    }
-    if result.is_ok() {
-        result = out.flush().await;
-    }
-    (sent, result)
 }
 
 fn refuse(packet: &[u8], zone: Option<ZoneId>, out: &mut Vec<u8>) -> Outcome {
