@@ -341,7 +341,8 @@ fn build_cluster_ip(
     }
 }
 
-fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
+/// A Service annotation's value, trimmed.
+pub(super) fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
     svc.annotations
         .iter()
         .find(|(k, _)| **k == *key)

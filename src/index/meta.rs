@@ -38,7 +38,7 @@ use hickory_proto::rr::rdata::TXT;
 
 use super::build::{
     ANNOTATION_EXPORT, ANNOTATION_FAILOVER_ORDER, ANNOTATION_POLICY, ANNOTATION_WEIGHTS,
-    parse_policy, parse_weights,
+    annotation, parse_policy, parse_weights,
 };
 use super::rrset::{Node, RrsetBuilder};
 use super::{EndpointSlice, LbIngress, Service, ServiceKind};
@@ -84,13 +84,6 @@ pub enum MetaError {
     Address { key: String, value: String },
     #[error("metadata has no kind")]
     NoKind,
-}
-
-fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
-    svc.annotations
-        .iter()
-        .find(|(k, _)| **k == *key)
-        .map(|(_, v)| v.trim())
 }
 
 impl ServiceMeta {
