@@ -411,3 +411,60 @@ async fn a_server_without_streaming_lists_refuses_them_with_422_as_older_apiserv
         raw.body
     );
 }
+
+#[tokio::test]
+async fn open_watches_count_each_watch_connection_until_its_client_goes_away() {
+    let server = FakeApiServer::start().await.expect("server starts");
+    server
+        .apply(service("default", "web", "10.0.0.1"))
+        .expect("apply");
+    assert!(
+        server.open_watches().is_empty(),
+        "{:?}",
+        server.open_watches()
+    );
+    let client = client(&server).await;
+    // Each watcher is driven by its own task, as a controller drives it.
+    let watch = |c: kube::Client| {
+        let mut w = watcher::watcher(Api::<Service>::all(c), watcher::Config::default()).boxed();
+        tokio::spawn(async move { while w.next().await.is_some() {} })
+    };
+    let first = watch(client.clone());
+    let second = watch(client.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.open_watches().get("services") != Some(&2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two service watchers, open: {:?}",
+            server.open_watches()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        server.open_watches().len(),
+        1,
+        "{:?}",
+        server.open_watches()
+    );
+    first.abort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.open_watches().get("services") != Some(&1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "one watcher left, open: {:?}",
+            server.open_watches()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    second.abort();
+    drop(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.open_watches().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no watcher left, open: {:?}",
+            server.open_watches()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
