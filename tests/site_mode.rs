@@ -201,6 +201,15 @@ async fn start_all(sites: &mut [Site], topology: Topology) {
     }
 }
 
+/// `n` sites in `topology`, every one answering every zone; their folder.
+async fn running(n: usize, topology: Topology) -> (tempfile::TempDir, Vec<Site>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new(dir.path(), "sites");
+    let mut s = sites(dir.path(), n, &ca).await;
+    start_all(&mut s, topology).await;
+    (dir, s)
+}
+
 /// The clusterset names (KEP-1645) of every owner in the AXFR of each
 /// (cluster, zone): `<svc>.<ns>.svc.CS`, `<host>.<cluster>.<svc>.<ns>.svc.CS`,
 /// `_<port>._<proto>.<svc>.<ns>.svc.CS`, the empty non-terminals,
@@ -314,10 +323,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sites_answer_alike_and_a_change_or_an_unready_endpoint_crosses_within_a_second() {
     let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = TestCa::new(dir.path(), "sites");
-    let mut s = sites(dir.path(), 2, &ca).await;
-    start_all(&mut s, Topology::Site).await;
+    let (_dir, s) = running(2, Topology::Site).await;
     let (a, b) = (s[0].addr(), s[1].addr());
     let clusters: Vec<(String, String)> = s.iter().map(|x| (x.cluster(), x.zone())).collect();
     must_answer(b, WEB_CS, &BOTH, Duration::from_secs(10), &s).await;
@@ -374,15 +380,19 @@ async fn two_sites_answer_alike_and_a_change_or_an_unready_endpoint_crosses_with
         started.elapsed()
     );
     same_everywhere(a, b, &clusters).await;
+    // Each site also notifies the other of its copy of the other's zone:
+    // refused there (that site is the zone's primary), and not retried.
+    for site in &s {
+        let log = site.crossdns.as_ref().expect("running").log();
+        assert!(log.contains("NOTIFY refused"), "{log}");
+        assert!(!log.contains("NOTIFY not acknowledged"), "{log}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_site_is_answered_from_the_last_transfer_leaves_the_clusterset_and_comes_back() {
     let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = TestCa::new(dir.path(), "sites");
-    let mut s = sites(dir.path(), 2, &ca).await;
-    start_all(&mut s, Topology::Site).await;
+    let (_dir, mut s) = running(2, Topology::Site).await;
     let b = s[1].addr();
     must_answer(b, WEB_CS, &BOTH, Duration::from_secs(10), &s).await;
     let zone_a = s[0].zone();
@@ -470,10 +480,7 @@ async fn with_three_sites_each_apiserver_serves_one_watcher_in_site_mode_and_thr
     let _serial = SERIAL.lock().await;
     let mut seen = Vec::new();
     for (topology, want) in [(Topology::Site, 1), (Topology::WatchAll, 3)] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca = TestCa::new(dir.path(), "sites");
-        let mut s = sites(dir.path(), 3, &ca).await;
-        start_all(&mut s, topology).await;
+        let (_dir, s) = running(3, topology).await;
         settled_watches(&s, want).await;
         // Still so a while later (no relist or duplicate watch on the way).
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -418,11 +418,7 @@ async fn open_watches_count_each_watch_connection_until_its_client_goes_away() {
     server
         .apply(service("default", "web", "10.0.0.1"))
         .expect("apply");
-    assert!(
-        server.open_watches().is_empty(),
-        "{:?}",
-        server.open_watches()
-    );
+    wait_open_watches(&server, &[]).await;
     let client = client(&server).await;
     // Each watcher is driven by its own task, as a controller drives it.
     let watch = |c: kube::Client| {
@@ -431,38 +427,23 @@ async fn open_watches_count_each_watch_connection_until_its_client_goes_away() {
     };
     let first = watch(client.clone());
     let second = watch(client.clone());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while server.open_watches().get("services") != Some(&2) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "two service watchers, open: {:?}",
-            server.open_watches()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(
-        server.open_watches().len(),
-        1,
-        "{:?}",
-        server.open_watches()
-    );
+    wait_open_watches(&server, &[("services", 2)]).await;
     first.abort();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while server.open_watches().get("services") != Some(&1) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "one watcher left, open: {:?}",
-            server.open_watches()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_open_watches(&server, &[("services", 1)]).await;
     second.abort();
     drop(client);
+    wait_open_watches(&server, &[]).await;
+}
+
+/// Waits (10 s at most) until the server's open watches are exactly `want`.
+async fn wait_open_watches(server: &FakeApiServer, want: &[(&str, u64)]) {
+    let want: std::collections::BTreeMap<String, u64> =
+        want.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !server.open_watches().is_empty() {
+    while server.open_watches() != want {
         assert!(
             std::time::Instant::now() < deadline,
-            "no watcher left, open: {:?}",
+            "open watches {:?}, not {want:?}",
             server.open_watches()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
