@@ -38,7 +38,7 @@ fn site_settings() -> (Settings, tempfile::TempDir) {
     for (name, value) in secret.string_data.as_ref().expect("stringData") {
         std::fs::write(tmp.path().join(name), value).expect("write secret");
     }
-    for f in ["tls.crt", "tls.key"] {
+    for f in ["tls.crt", "tls.key", "ca.crt"] {
         std::fs::write(tmp.path().join(f), "placeholder").expect("write");
     }
     for from in ["/etc/crossdns/tsig/", "/etc/crossdns/tls/"] {
@@ -70,6 +70,7 @@ fn the_site_config_watches_only_its_own_apiserver_and_transfers_the_rest() {
                     "{}",
                     c.name
                 );
+                assert!(p.tls.ca.is_some(), "{}: the sites' CA is trusted", c.name);
                 for server in &p.servers {
                     let Upstream::Tls { addr, .. } = server else {
                         panic!("{}: {server} is not tls://", c.name);

@@ -4,6 +4,9 @@
 //! and certified with the SANs `crossdns generate sans` prints. The script makes every check
 //! itself and prints `PASS <check>: ...` lines and a report; this test runs it and requires
 //! each check below to have passed, so a check that silently stopped running fails here too.
+//! It runs twice: every crossdns watching every apiserver (`--mode watch-all`), and site mode
+//! (`--mode site`: each region's crossdns watches its own apiserver and follows the others by
+//! zone transfer over TLS).
 //!
 //! Skips (loudly, passing) only where network namespaces cannot be created (not root, or no
 //! permission); anything else missing or failing is a failure.
@@ -152,9 +155,28 @@ fn log_tails(dir: &Path) -> String {
     out
 }
 
+/// One run at a time: runs share the machine's namespaces prefix and CPU.
+static ONE_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn etcd_across_three_regions_forms_follows_a_moved_pod_survives_a_cut_region_and_crossdns_restarts()
 {
+    run_checks("watch-all");
+}
+
+/// The same run and checks in site mode (design.md §7): each region's crossdns watches only its
+/// own apiserver and follows the other regions' zones by IXFR over DNS over TLS with a TSIG key.
+#[test]
+fn in_site_mode_etcd_across_three_regions_passes_the_same_checks_with_zone_transfers_between_regions()
+ {
+    run_checks("site");
+}
+
+/// Runs `run.sh --mode MODE` and requires every check of `CHECKS` to have passed.
+fn run_checks(mode: &str) {
+    let _one = ONE_RUN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(why) = netns_unavailable() {
         eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
         eprintln!("SKIPPED: network namespaces cannot be created here: {why}");
@@ -168,6 +190,7 @@ fn etcd_across_three_regions_forms_follows_a_moved_pod_survives_a_cut_region_and
     let out_file = std::fs::File::create(&out_path).expect("create run.out");
     let mut child = Command::new("bash")
         .arg(root().join("examples/regions/run.sh"))
+        .args(["--mode", mode])
         .arg("--keep-logs")
         .arg(logs.path().join("logs"))
         .env("CROSSDNS", env!("CARGO_BIN_EXE_crossdns"))
@@ -208,7 +231,7 @@ fn etcd_across_three_regions_forms_follows_a_moved_pod_survives_a_cut_region_and
         .collect();
     if !status.success() || !missing.is_empty() {
         panic!(
-            "run.sh {status}; checks that did not pass: {missing:?}\n\n{output}\n\nlogs:\n{}",
+            "run.sh --mode {mode} {status}; checks that did not pass: {missing:?}\n\n{output}\n\nlogs:\n{}",
             log_tails(&logs.path().join("logs"))
         );
     }
@@ -216,6 +239,13 @@ fn etcd_across_three_regions_forms_follows_a_moved_pod_survives_a_cut_region_and
         output.contains("==== crossdns regions demo: report ===="),
         "no report in:\n{output}"
     );
+    assert!(
+        output.contains(&format!(", mode {mode}, ")),
+        "not a {mode} run:\n{output}"
+    );
     // Shown with --nocapture (and kept in CI logs when run that way).
-    println!("{output}\nrun.sh took {:.1} s", took.as_secs_f64());
+    println!(
+        "{output}\nrun.sh --mode {mode} took {:.1} s",
+        took.as_secs_f64()
+    );
 }

@@ -7,13 +7,13 @@
 # usage: run.sh [--mode watch-all|site] [--keep-logs DIR] [--pause]
 #   --mode watch-all   every region's crossdns watches every region's apiserver (default)
 #   --mode site        each region's crossdns watches only its own apiserver and follows the
-#                      others by zone transfer (design.md §7); exits 3 ("pending") while
-#                      `crossdns check` refuses that config
+#                      others by zone transfer (design.md §7): NOTIFY and IXFR over DNS over
+#                      TLS, signed with a TSIG key
 #   --keep-logs DIR    copy every process's log to DIR before tearing down
 #   --pause            stop before the teardown (and before the scenarios) until Enter is pressed
 #
 # Exit status: 0 when every check passed, 1 when one failed (the report says which), 2 for bad
-# usage or a missing prerequisite, 3 when this crossdns does not support the mode asked for.
+# usage or a missing prerequisite.
 
 # shellcheck source-path=SCRIPTDIR
 set -Eeuo pipefail

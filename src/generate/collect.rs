@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Found, GenerateError, StatefulSetRef};
-use crate::config::{ClusterSettings, Settings};
+use crate::config::{ClusterSettings, Settings, Source};
 use crate::dnsname::WireName;
 use crate::index::{ClusterHandle, ClusterSpec, Snapshot};
 use crate::watch;
@@ -26,12 +26,21 @@ const STATEFULSET_GRACE: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(25);
 
 /// Every copy of `want` in every cluster, clusters in config order, copies
-/// in namespace order. Errors only when a cluster cannot sync in `timeout`.
+/// in namespace order. Errors when a cluster cannot sync in `timeout`, and
+/// at once for a `primary:` cluster: a zone transfer has no StatefulSets,
+/// so its replicas would be missing from the output without a word.
 pub async fn collect(
     settings: &Settings,
     want: &StatefulSetRef,
     timeout: Duration,
 ) -> Result<Vec<Found>, GenerateError> {
+    if let Some(c) = settings
+        .clusters
+        .iter()
+        .find(|c| matches!(c.source, Source::Primary(_)))
+    {
+        return Err(GenerateError::Transferred(c.name.clone()));
+    }
     let handles: Vec<Arc<ClusterHandle>> = ClusterSpec::all(settings)
         .into_iter()
         .map(|spec| Arc::new(ClusterHandle::new(spec)))
@@ -164,5 +173,30 @@ spec: {clusterIP: 10.0.0.1, clusterIPs: [10.0.0.1], ports: [{port: 1, protocol: 
         assert_eq!(found[0].cluster, "a");
         assert_eq!(found[0].statefulset.replicas, 2);
         assert!(found[0].has_public);
+    }
+
+    #[tokio::test]
+    async fn a_transferred_cluster_is_refused_by_name_not_left_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("a")).expect("mkdir");
+        std::fs::write(dir.path().join("a/db.yaml"), STS).expect("write");
+        let settings = Settings::from_yaml(
+            "clusters:\n  - {name: a, zone: cluster.a, manifests: a}\n  - {name: b, zone: cluster.b, primary: {servers: [\"127.0.0.1:9\"]}}\n",
+            &dir.path().join("c.yaml"),
+        )
+        .expect("valid");
+        let want: StatefulSetRef = "default/db".parse().expect("ref");
+        let err = collect(&settings, &want, Duration::from_secs(10))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&err, GenerateError::Transferred(c) if c == "b"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("cluster b comes from a `primary:` source"),
+            "{err}"
+        );
     }
 }

@@ -74,6 +74,10 @@ pub enum GenerateError {
         source_desc: String,
         timeout: std::time::Duration,
     },
+    #[error(
+        "cluster {0} comes from a `primary:` source (a zone transfer), which carries no StatefulSets: run this with a config that watches {0}'s apiserver (kubeconfig) or manifests, e.g. the operator's, which has every cluster's kubeconfig"
+    )]
+    Transferred(String),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
 }

@@ -6,6 +6,10 @@
 //! while a NOTIFY is outstanding, or within `MIN_SPACING` of the last one,
 //! fold into the next: a target sees at most one NOTIFY per `MIN_SPACING`
 //! however fast the zone churns, and always one for the latest serial.
+//! A target that refuses the NOTIFY (REFUSED: it does not follow
+//! this zone from this server, as a site's crossdns answers for its own
+//! zone in site mode, where every site notifies every other one) has
+//! answered: it is told again at the next change, not retried.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -42,15 +46,24 @@ pub(super) async fn run(
     };
     let mut acked: Option<u32> = None;
     let mut last_sent: Option<Instant> = None;
+    let mut refused_before = false;
     loop {
         // Registered before the serial is read: no publish goes unseen.
         let changed = zone.changed();
         match zone.notify_serial() {
             Some(serial) if acked != Some(serial) => {
-                acked = Some(
+                let answered =
                     notify_until_acked(&zone, &socket, target, signer.as_ref(), &mut last_sent)
-                        .await,
-                );
+                        .await;
+                if let Some(why) = &answered.refused {
+                    if refused_before {
+                        tracing::debug!(zone = %zone.apex(), %target, why, "NOTIFY refused");
+                    } else {
+                        tracing::info!(zone = %zone.apex(), %target, why, "NOTIFY refused: the target does not follow this zone from here; told again at the next change");
+                    }
+                }
+                refused_before = answered.refused.is_some();
+                acked = Some(answered.serial);
             }
             _ => match changed {
                 Some(changed) => changed.await,
@@ -75,15 +88,22 @@ async fn bind(target: SocketAddr, source: Option<IpAddr>) -> std::io::Result<Udp
     UdpSocket::bind((any, 0)).await
 }
 
-/// Sends NOTIFYs for the zone's latest serial until one is acknowledged;
-/// returns the serial acknowledged.
+/// How the target answered the NOTIFYs for `serial`.
+struct Answered {
+    serial: u32,
+    /// Why it refused them; `None`: acknowledged.
+    refused: Option<String>,
+}
+
+/// Sends NOTIFYs for the zone's latest serial until one is acknowledged
+/// or refused.
 async fn notify_until_acked(
     zone: &Zone,
     socket: &UdpSocket,
     target: SocketAddr,
     signer: Option<&TSigner>,
     last_sent: &mut Option<Instant>,
-) -> u32 {
+) -> Answered {
     let mut wait = FIRST_WAIT;
     let mut failing = false;
     loop {
@@ -95,7 +115,10 @@ async fn notify_until_acked(
             Some(m) => m,
             None => {
                 tracing::error!(zone = %zone.apex(), "cannot build a NOTIFY");
-                return serial;
+                return Answered {
+                    serial,
+                    refused: None,
+                };
             }
         };
         *last_sent = Some(Instant::now());
@@ -122,9 +145,18 @@ async fn notify_until_acked(
                     if failing {
                         tracing::info!(zone = %zone.apex(), %target, serial, "NOTIFY acknowledged again");
                     }
-                    return serial;
+                    return Answered {
+                        serial,
+                        refused: None,
+                    };
                 }
-                Err(why) if !failing => {
+                Err(Reject::Refused(why)) => {
+                    return Answered {
+                        serial,
+                        refused: Some(why),
+                    };
+                }
+                Err(Reject::Bad(why)) if !failing => {
                     failing = true;
                     tracing::warn!(zone = %zone.apex(), %target, why, "NOTIFY not acknowledged; retrying");
                 }
@@ -185,19 +217,36 @@ async fn reply(socket: &UdpSocket, target: SocketAddr, id: u16) -> Vec<u8> {
     }
 }
 
+/// A response that is not an acknowledgement.
+enum Reject {
+    /// REFUSED: the target will not take this NOTIFY from us (NOTAUTH,
+    /// a key problem, is retried).
+    Refused(String),
+    /// Anything else (retried).
+    Bad(String),
+}
+
 /// An acknowledgement: a NOTIFY response with NOERROR, whose TSIG (when
 /// the target signed it) verifies.
-fn check(reply: &[u8], verifier: Option<hickory_proto::rr::TSigVerifier>) -> Result<(), String> {
-    let m = Message::from_vec(reply).map_err(|e| format!("unreadable response: {e}"))?;
+fn check(reply: &[u8], verifier: Option<hickory_proto::rr::TSigVerifier>) -> Result<(), Reject> {
+    let m =
+        Message::from_vec(reply).map_err(|e| Reject::Bad(format!("unreadable response: {e}")))?;
     if m.metadata.op_code != OpCode::Notify {
-        return Err(format!("response opcode {:?}", m.metadata.op_code));
+        return Err(Reject::Bad(format!(
+            "response opcode {:?}",
+            m.metadata.op_code
+        )));
     }
-    if m.metadata.response_code != ResponseCode::NoError {
-        return Err(format!("answered {}", m.metadata.response_code));
+    match m.metadata.response_code {
+        ResponseCode::NoError => {}
+        ResponseCode::Refused => {
+            return Err(Reject::Refused("answered REFUSED".to_owned()));
+        }
+        rc => return Err(Reject::Bad(format!("answered {rc}"))),
     }
     if let (Some(mut v), Some(_)) = (verifier, m.signature()) {
         v.verify(reply)
-            .map_err(|e| format!("response signature does not verify: {e}"))?;
+            .map_err(|e| Reject::Bad(format!("response signature does not verify: {e}")))?;
     }
     Ok(())
 }

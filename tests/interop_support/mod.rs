@@ -12,6 +12,8 @@ pub mod knot_primary;
 
 #[path = "../common/mod.rs"]
 mod common;
+#[allow(unused_imports, reason = "used by some of the test binaries only")]
+pub use common::SERIAL;
 pub use common::{free_dns_port, init_tls};
 
 use std::collections::BTreeMap;

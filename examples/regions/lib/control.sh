@@ -120,6 +120,16 @@ crossdns_config() {
 dns:
   listen: ["10.200.$r.${XDNS_OCTET[$x]}:53"]
   ttl: 5
+EOF
+  if [ "$mode" = site ]; then
+    # site mode: the other regions transfer this region's zone over DNS over TLS (RFC 9103).
+    cat <<EOF
+  tls_listen: ["10.200.$r.${XDNS_OCTET[$x]}:853"]
+  tls_cert: $RUN/r$r/xdns-$x-tls/tls.crt
+  tls_key: $RUN/r$r/xdns-$x-tls/tls.key
+EOF
+  fi
+  cat <<EOF
 allow: ["10.200.0.0/16", "127.0.0.0/8"]
 admin:
   listen: "127.0.0.1:9153"
@@ -138,12 +148,14 @@ EOF
     if [ "$mode" = site ] && [ "$s" != "$r" ]; then
       # site mode (design.md §7): only the own region's apiserver is watched; the other
       # regions' zones come from their crossdns replicas by zone transfer (NOTIFY + IXFR,
-      # TSIG-signed), so only the TSIG key crosses regions, not apiserver credentials.
+      # TSIG-signed, over TLS), so only the TSIG key and a CA cross regions, not apiserver
+      # credentials.
       cat <<EOF
     primary:
-      servers: ["10.200.$s.${XDNS_OCTET[a]}:53", "10.200.$s.${XDNS_OCTET[b]}:53"]
+      servers: ["tls://10.200.$s.${XDNS_OCTET[a]}:853#xdns.region$s", "tls://10.200.$s.${XDNS_OCTET[b]}:853#xdns.region$s"]
       key: sites
       poll: 1s
+      tls_ca: $TLS/ca.crt
 EOF
     else
       echo "    kubeconfig: $RUN/r$s/kubeconfig"
@@ -187,12 +199,29 @@ start_crossdns() {
     "$CROSSDNS" serve --config "$RUN/r$r/crossdns-$x.yaml"
 }
 
+# The config `generate join|sans` run with: deploy-time tools an operator runs from a
+# workstation that holds every region's kubeconfig. In site mode the replicas' own configs follow
+# the other regions by zone transfer, which carries no StatefulSets (crossdns refuses to
+# generate from them), so the operator's config watches every apiserver.
+generate_config() {
+  if [ "$MODE" = site ]; then
+    MODE=watch-all crossdns_config 1 a |
+      sed "1s/.*/# The operator's config for generate join|sans: every region's kubeconfig./" \
+        >"$RUN/operator.yaml"
+    echo "$RUN/operator.yaml"
+  else
+    echo "$RUN/r1/crossdns-a.yaml"
+  fi
+}
+
 crossdns_ready() { nsx "r$1-xdns-$2" curl -sf -o /dev/null "http://127.0.0.1:9153/readyz"; }
 
 start_control_planes() {
   local r x
-  # The TSIG secret the regions share in site mode (base64, as tsig-keygen prints it).
+  # The TSIG secret the regions share in site mode (base64, as tsig-keygen prints it), and the
+  # CA that signs each replica's DNS-over-TLS certificate (the etcd members' CA too).
   openssl rand -base64 32 >"$RUN/tsig-sites.key"
+  make_ca
   for r in "${REGIONS[@]}"; do
     write_service_and_statefulset "$r"
     write_endpointslice "$r"
@@ -206,13 +235,10 @@ start_control_planes() {
   for r in "${REGIONS[@]}"; do
     for x in a b; do
       add_host "$r" "xdns-$x" "10.200.$r.${XDNS_OCTET[$x]}"
+      # Both replicas of a region show one name to the others: xdns.region<r>.
+      issue_cert "$RUN/r$r/xdns-$x-tls" "xdns-$x.region$r" serverAuth "DNS:xdns.region$r"
       crossdns_config "$r" "$x" >"$RUN/r$r/crossdns-$x.yaml"
       if ! "$CROSSDNS" check --config "$RUN/r$r/crossdns-$x.yaml" >"$LOGS/check-r$r-$x.log" 2>&1; then
-        if [ "$MODE" = site ]; then
-          STOPPED="site mode is pending: this crossdns refuses the site config ($(tail -1 "$LOGS/check-r$r-$x.log")); it needs zone transfers and 'primary:' sources (design.md §7)"
-          echo "$STOPPED"
-          exit 3
-        fi
         fail crossdns-config "crossdns check refused $RUN/r$r/crossdns-$x.yaml: $(tail -1 "$LOGS/check-r$r-$x.log")"
       fi
       start_crossdns "$r" "$x"
@@ -224,7 +250,11 @@ start_control_planes() {
         fail crossdns-ready "crossdns region$r/$x never became ready (see $LOGS/crossdns-r$r-$x.log)"
     done
   done
-  pass crossdns-ready "six crossdns replicas (two per region) synced with all three apiservers"
+  if [ "$MODE" = site ]; then
+    pass crossdns-ready "six crossdns replicas (two per region), each watching its own region's apiserver and synced with the other regions' zones by transfer over TLS"
+  else
+    pass crossdns-ready "six crossdns replicas (two per region) synced with all three apiservers"
+  fi
 }
 
 # ---- kube-dns (dnsmasq) -------------------------------------------------------------------

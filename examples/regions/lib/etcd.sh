@@ -67,13 +67,17 @@ issue_cert() {
     -days 2 -out "$dir/tls.crt" -extfile "$dir/ext.cnf" 2>/dev/null
 }
 
-make_certs() {
+make_ca() {
   TLS="$RUN/tls"
   mkdir -p "$TLS"
   openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
     -keyout "$TLS/ca.key" -out "$TLS/ca.crt" -days 2 -subj "/CN=crossdns regions demo CA" 2>/dev/null
+}
+
+make_certs() {
+  [ -n "$TLS" ] || make_ca
   # What an operator runs against the live clusters (here from region1's crossdns host).
-  nsx r1-xdns-a "$CROSSDNS" generate sans --config "$RUN/r1/crossdns-a.yaml" \
+  nsx r1-xdns-a "$CROSSDNS" generate sans --config "$(generate_config)" \
     --statefulset default/etcd >"$RUN/sans.txt" 2>"$LOGS/generate-sans.log" ||
     fail certificates "generate sans failed: $(tail -1 "$LOGS/generate-sans.log")"
   local sans r i
@@ -101,7 +105,7 @@ make_certs() {
 INITIAL_CLUSTER=""
 
 make_initial_cluster() {
-  nsx r1-xdns-a "$CROSSDNS" generate join --config "$RUN/r1/crossdns-a.yaml" \
+  nsx r1-xdns-a "$CROSSDNS" generate join --config "$(generate_config)" \
     --statefulset default/etcd --port 2380 >"$RUN/join.txt" 2>"$LOGS/generate-join.log" ||
     fail join-list "generate join failed: $(tail -1 "$LOGS/generate-join.log")"
   local entry host n=0

@@ -90,6 +90,17 @@ log_ms() {
   done
 }
 
+# publish_line SITE REGION: what region SITE's crossdns logs (at debug) when it publishes new
+# data of REGION: a snapshot built from the watch, or in site mode for another region, a zone
+# transfer applied.
+publish_line() {
+  if [ "$MODE" = site ] && [ "$1" != "$2" ]; then
+    echo "transfer applied cluster=region$2 "
+  else
+    echo "published snapshot cluster=region$2 "
+  fi
+}
+
 answers_ip() { [ "$(dig_a "$1" "$2" "$3")" = "$4" ]; }
 answers_nx() { [ "$(dig_a "$1" "$2" "$3")" = NXDOMAIN ]; }
 

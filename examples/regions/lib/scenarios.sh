@@ -166,7 +166,7 @@ scenario_pod_move() {
   [ -n "$applied" ] || fail name-follow "the apiserver's log shows no update of EndpointSlice etcd-r$r"
   for s in "${REGIONS[@]}"; do
     for x in a b; do
-      published=$(log_ms "$LOGS/crossdns-r$s-$x.log" "published snapshot cluster=region$r " "$applied")
+      published=$(log_ms "$LOGS/crossdns-r$s-$x.log" "$(publish_line "$s" "$r")" "$applied")
       [ -n "$published" ] || fail name-follow "crossdns region$s/$x logged no snapshot of region$r after the update"
       lag+="$((published - applied))/"
       [ $((published - applied)) -le "$worst_published" ] || worst_published=$((published - applied))

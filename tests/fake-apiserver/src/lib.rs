@@ -353,4 +353,12 @@ impl FakeApiServer {
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
     }
+
+    /// The watch connections open now, by resource (plural, e.g.
+    /// `services`, `endpointslices`); resources nobody watches are absent.
+    /// How many watchers this apiserver serves, as its
+    /// `apiserver_longrunning_requests{verb="WATCH"}` gauge would say.
+    pub fn open_watches(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared.open_watches()
+    }
 }

@@ -124,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
         "fake apiserver ready"
     );
     wait_for_stop().await?;
-    tracing::info!(stats = ?server.stats(), "shutting down");
+    tracing::info!(stats = ?server.stats(), open_watches = ?server.open_watches(), "shutting down");
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! State shared by the public handle and every connection: store, token, fault switch, counters.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
@@ -99,6 +100,9 @@ pub(crate) struct Shared {
     /// One-shot faults: the next list page / watch event is not JSON.
     garbage_page: AtomicBool,
     garbage_event: AtomicBool,
+    /// Watch responses streaming now, by resource (plural): one per watch
+    /// connection a client holds open.
+    open_watches: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Shared {
@@ -122,7 +126,39 @@ impl Shared {
             acceptor: Mutex::new(Acceptor(acceptor)),
             garbage_page: AtomicBool::new(false),
             garbage_event: AtomicBool::new(false),
+            open_watches: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    fn open_watch_counts(&self) -> MutexGuard<'_, BTreeMap<&'static str, u64>> {
+        self.open_watches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A watch of `plural` started streaming.
+    pub fn watch_opened(&self, plural: &'static str) {
+        *self.open_watch_counts().entry(plural).or_default() += 1;
+    }
+
+    /// A watch of `plural` ended (its response body was dropped: the
+    /// stream finished or the client went away).
+    pub fn watch_closed(&self, plural: &'static str) {
+        let mut counts = self.open_watch_counts();
+        if let Some(n) = counts.get_mut(plural) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(plural);
+            }
+        }
+    }
+
+    /// Open watches by resource (plural); resources with none are absent.
+    pub fn open_watches(&self) -> BTreeMap<String, u64> {
+        self.open_watch_counts()
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect()
     }
 
     pub fn store(&self) -> MutexGuard<'_, Store> {

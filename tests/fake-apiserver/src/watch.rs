@@ -15,8 +15,22 @@ use crate::routes::Body;
 use crate::state::{Counters, Shared};
 use crate::store::{self, CloseKind, WatchCtl, WatchHandle};
 
+/// Counts a live watch as open from its creation until it is dropped.
+struct Open {
+    shared: Arc<Shared>,
+    plural: &'static str,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.shared.watch_closed(self.plural);
+    }
+}
+
 struct State {
     shared: Arc<Shared>,
+    /// Set for a live watch (not for one answered 410 at once).
+    _open: Option<Open>,
     res: &'static ResourceDef,
     prefix: VecDeque<Bytes>,
     live: Option<(mpsc::Receiver<Bytes>, Arc<WatchCtl>)>,
@@ -121,8 +135,16 @@ pub(crate) fn body(
         i.set_missed_tick_behavior(MissedTickBehavior::Delay);
         i
     });
+    let open = live.is_some().then(|| {
+        shared.watch_opened(res.plural);
+        Open {
+            shared: Arc::clone(&shared),
+            plural: res.plural,
+        }
+    });
     let st = State {
         shared,
+        _open: open,
         res,
         prefix,
         live,

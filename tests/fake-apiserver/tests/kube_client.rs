@@ -411,3 +411,41 @@ async fn a_server_without_streaming_lists_refuses_them_with_422_as_older_apiserv
         raw.body
     );
 }
+
+#[tokio::test]
+async fn open_watches_count_each_watch_connection_until_its_client_goes_away() {
+    let server = FakeApiServer::start().await.expect("server starts");
+    server
+        .apply(service("default", "web", "10.0.0.1"))
+        .expect("apply");
+    wait_open_watches(&server, &[]).await;
+    let client = client(&server).await;
+    // Each watcher is driven by its own task, as a controller drives it.
+    let watch = |c: kube::Client| {
+        let mut w = watcher::watcher(Api::<Service>::all(c), watcher::Config::default()).boxed();
+        tokio::spawn(async move { while w.next().await.is_some() {} })
+    };
+    let first = watch(client.clone());
+    let second = watch(client.clone());
+    wait_open_watches(&server, &[("services", 2)]).await;
+    first.abort();
+    wait_open_watches(&server, &[("services", 1)]).await;
+    second.abort();
+    drop(client);
+    wait_open_watches(&server, &[]).await;
+}
+
+/// Waits (10 s at most) until the server's open watches are exactly `want`.
+async fn wait_open_watches(server: &FakeApiServer, want: &[(&str, u64)]) {
+    let want: std::collections::BTreeMap<String, u64> =
+        want.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.open_watches() != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "open watches {:?}, not {want:?}",
+            server.open_watches()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
