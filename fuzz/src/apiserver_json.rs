@@ -40,9 +40,10 @@ pub fn check(data: &[u8]) {
                 Err(e) => panic!("convert_json {a:?} but convert: {e}"),
             }
         }
-    } else {
-        assert!(streamed.is_err(), "convert_json accepted what is not JSON");
     }
+    // Where no Value parses, the stream's reader may still accept: it skips
+    // fields crossdns does not read without checking their strings' UTF-8
+    // (serde_json), and an apiserver sends valid JSON anyway.
     match streamed {
         Ok(Some(obj)) => {
             assert_eq!(obj.kind(), kind, "converted into another kind");
