@@ -63,95 +63,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-http_code() { # url -> status code (000 when nothing answers)
-    python3 - "$1" <<'PY'
-import sys, urllib.request, urllib.error
-try:
-    print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
-except urllib.error.HTTPError as e:
-    print(e.code)
-except Exception:
-    print("000")
-PY
-}
-
-status_kb() { awk -v k="$2:" '$1 == k {print $2}' /proc/"$1"/status; }
-
-# generate label services eps -> $WORK/$label/c{1..3} (gen_cluster.py, once per label)
-generate() {
-    local label=$1 n=$2 m=$3 c
-    for c in $(seq 1 "$CLUSTERS"); do
-        [ -f "$WORK/$label/c$c/expected.txt" ] && grep -qx "services=$n" "$WORK/$label/c$c/expected.txt" \
-            && grep -qx "endpoints=$((n * m))" "$WORK/$label/c$c/expected.txt" \
-            && [ "$(cat "$WORK/$label/c$c/realistic" 2>/dev/null)" = "$REALISTIC" ] && continue
-        python3 "$HERE/gen_cluster.py" --services "$n" --endpoints-per-service "$m" $REALISTIC \
-            --out "$WORK/$label/c$c" --zone "cluster.c$c" --cluster-name "c$c" 2>/dev/null
-        echo "$REALISTIC" >"$WORK/$label/c$c/realistic"
-    done
-}
-
-# start_fakes label: one test apiserver per cluster, loaded with its manifests;
-# sets FAKES (pids) and writes $WORK/$label/cN.kubeconfig
-start_fakes() {
-    local label=$1 c kc i
-    FAKES=()
-    for c in $(seq 1 "$CLUSTERS"); do
-        kc=$WORK/$label/c$c.kubeconfig
-        rm -f "$kc"
-        RUST_LOG=warn "$FAKE_APISERVER_BIN" --manifests "$WORK/$label/c$c/manifests" \
-            --kubeconfig-out "$kc" --context "c$c" >"$WORK/$label/fake-c$c.log" 2>&1 &
-        FAKES+=($!)
-    done
-    for c in $(seq 1 "$CLUSTERS"); do
-        for i in $(seq 1 1200); do [ -s "$WORK/$label/c$c.kubeconfig" ] && break; sleep 0.25; done
-        [ -s "$WORK/$label/c$c.kubeconfig" ] || { echo "fake apiserver c$c never wrote its kubeconfig" >&2; return 1; }
-    done
-}
-
-stop_fakes() {
-    local p
-    for p in "${FAKES[@]}"; do kill "$p" 2>/dev/null || true; timeout 10 tail --pid="$p" -f /dev/null || true; done
-    FAKES=()
-}
-
-# sum of one metric over every cluster, from crossdns's /metrics
-metric_sum() {
-    python3 - "http://127.0.0.1:$APORT/metrics" "$1" <<'PY'
-import sys, urllib.request
-text = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode()
-print(int(sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(sys.argv[2] + "{"))))
-PY
-}
-
-# compact label: POST /_fake/compact to every test apiserver (410 on every open watch)
-compact_all() {
-    python3 - "$HERE" "$WORK/$1" "$CLUSTERS" <<'PY'
-import base64, ssl, sys, urllib.request
-sys.path.insert(0, sys.argv[1])
-from soak import read_kubeconfig
-work, n = sys.argv[2], int(sys.argv[3])
-for c in range(1, n + 1):
-    kc = read_kubeconfig(f"{work}/c{c}.kubeconfig")
-    ctx = ssl.create_default_context(cadata=base64.b64decode(kc["certificate-authority-data"]).decode())
-    req = urllib.request.Request(kc["server"] + "/_fake/compact", method="POST",
-                                 headers={"Authorization": "Bearer " + kc["token"]})
-    urllib.request.urlopen(req, context=ctx, timeout=10).read()
-PY
-}
-
-# all_answer what: every cluster's zone answers its first Service
-all_answer() {
-    local c
-    for c in $(seq 1 "$CLUSTERS"); do
-        dig +short +time=2 +tries=1 -p "$DPORT" @127.0.0.1 "svc-1.ns-1.svc.cluster.c$c" A | grep -qx 10.96.0.1 \
-            || { echo "$1: cluster c$c does not answer" >&2; return 1; }
-    done
-}
-
 # measure label source services eps -> sets R_RSS R_HWM (kB) and R_SYNC (s); for the
 # apiserver source also R_PEAK R_AFTER (kB) and R_RELIST (s) around a compaction of all.
 measure() {
-    local label=$1 source=$2 n=$3 m=$4 dir=$WORK/$1 c yaml i code t0 t1 lists
+    local label=$1 source=$2 n=$3 m=$4 dir=$WORK/$1 c yaml i t0 t1 lists
     mkdir -p "$dir"
     generate "$label" "$n" "$m"
     yaml=$dir/crossdns-$source.yaml
@@ -168,14 +83,7 @@ measure() {
     t0=$(date +%s.%N)
     CROSSDNS_LOG=warn "$CROSSDNS_BIN" serve --config "$yaml" >"$dir/crossdns-$source.log" 2>&1 &
     PID=$!
-    code=000
-    for i in $(seq 1 1200); do # up to ~600 s
-        kill -0 "$PID" 2>/dev/null || { echo "crossdns exited:" >&2; tail -20 "$dir/crossdns-$source.log" >&2; return 1; }
-        code=$(http_code "http://127.0.0.1:$APORT/readyz")
-        [ "$code" = 200 ] && break
-        sleep 0.5
-    done
-    [ "$code" = 200 ] || { echo "$label/$source: /readyz not 200 after 600 s" >&2; return 1; }
+    wait_ready "$PID" "$APORT" "$dir/crossdns-$source.log"
     t1=$(date +%s.%N)
     sleep 5
     all_answer "$label/$source" || return 1
@@ -184,16 +92,16 @@ measure() {
     R_SYNC=$(python3 -c "print($t1 - $t0)")
     echo "$label/$source: VmRSS $R_RSS kB  VmHWM $R_HWM kB  ready after $R_SYNC s" >&2
     if [ "$source" = apiserver ]; then
-        lists=$(metric_sum crossdns_cluster_lists_total)
+        lists=$(metric_sum "http://127.0.0.1:$APORT/metrics" crossdns_cluster_lists_total)
         echo 5 >"/proc/$PID/clear_refs" # VmHWM := VmRSS, so the next peak is the relist's
         t0=$(date +%s.%N)
         compact_all "$label"
         if [ "$lists" -gt 0 ]; then
             for i in $(seq 1 1200); do # every kind of every cluster listed again
-                [ "$(metric_sum crossdns_cluster_lists_total)" -ge $((lists + 4 * CLUSTERS)) ] && break
+                [ "$(metric_sum "http://127.0.0.1:$APORT/metrics" crossdns_cluster_lists_total)" -ge $((lists + 4 * CLUSTERS)) ] && break
                 sleep 0.25
             done
-            [ "$(metric_sum crossdns_cluster_lists_total)" -ge $((lists + 4 * CLUSTERS)) ] \
+            [ "$(metric_sum "http://127.0.0.1:$APORT/metrics" crossdns_cluster_lists_total)" -ge $((lists + 4 * CLUSTERS)) ] \
                 || { echo "$label/$source: relists never completed" >&2; return 1; }
         else
             # A crossdns without crossdns_cluster_lists_total (before issue 8):

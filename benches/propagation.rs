@@ -11,96 +11,21 @@
 //! is answered (t1), and records t1 - t0. Env: `PROP_ITERATIONS` (200).
 //! Bounded: 5 s per iteration, 180 s in total.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+mod prop_support;
+
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RData, RecordType};
-use serde_json::{Value, json};
+use hickory_proto::rr::{Name, RecordType};
+use prop_support::{ask, db_ip, env_usize, pct, slice};
 
 const ZONE: &str = "cluster.bench";
 const PER_ITERATION: Duration = Duration::from_secs(5);
 const TOTAL: Duration = Duration::from_secs(180);
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn service(ns: &str, name: &str, headless: bool, i: u32) -> Value {
-    let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i).to_string();
-    let cluster_ip = if headless {
-        "None".to_owned()
-    } else {
-        ip.clone()
-    };
-    json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"clusterIP": cluster_ip,
-                 "clusterIPs": if headless { json!(null) } else { json!([ip]) },
-                 "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
-    })
-}
-
-fn slice(ns: &str, svc: &str, ips: &[Ipv4Addr], hostnames: bool) -> Value {
-    let endpoints: Vec<Value> = ips
-        .iter()
-        .enumerate()
-        .map(|(j, ip)| {
-            let mut ep = json!({
-                "addresses": [ip.to_string()],
-                "conditions": {"ready": true},
-                "targetRef": {"kind": "Pod", "name": format!("{svc}-{j}"), "namespace": ns}
-            });
-            if hostnames {
-                ep["hostname"] = json!(format!("{svc}-{j}"));
-            }
-            ep
-        })
-        .collect();
-    json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": format!("{svc}-abcde"), "namespace": ns,
-                     "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
-        "endpoints": endpoints
-    })
-}
-
-/// One A query; the IPv4 answers, or None on timeout / parse failure.
-fn ask(sock: &UdpSocket, query: &mut [u8], id: u16) -> Option<Vec<Ipv4Addr>> {
-    query[0..2].copy_from_slice(&id.to_be_bytes());
-    sock.send(query).ok()?;
-    let mut buf = [0u8; 2048];
-    loop {
-        let n = sock.recv(&mut buf).ok()?;
-        let msg = Message::from_vec(&buf[..n]).ok()?;
-        if msg.metadata.id != id {
-            continue; // a late answer to an earlier poll
-        }
-        return Some(
-            msg.answers
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::A(a) => Some(a.0),
-                    _ => None,
-                })
-                .collect(),
-        );
-    }
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; ignore arguments.
@@ -113,17 +38,7 @@ fn main() -> anyhow::Result<()> {
     let _guard = rt.enter();
 
     let api = rt.block_on(fake_apiserver::FakeApiServer::start())?;
-    for i in 0..background {
-        let ns = format!("ns-{}", i % 20);
-        let name = format!("svc-{i}");
-        api.apply(service(&ns, &name, false, i + 1))?;
-        let ips: Vec<Ipv4Addr> = (0..10)
-            .map(|j| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + i * 10 + j))
-            .collect();
-        api.apply(slice(&ns, &name, &ips, false))?;
-    }
-    api.apply(service("bench", "db", true, 0))?;
-    api.apply(slice("bench", "db", &[Ipv4Addr::new(10, 200, 0, 0)], true))?;
+    prop_support::load(&api, background)?;
 
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
@@ -152,7 +67,7 @@ fn main() -> anyhow::Result<()> {
     let sync_deadline = started + Duration::from_secs(60);
     loop {
         id = id.wrapping_add(1);
-        if ask(&sock, &mut query, id).is_some_and(|a| a == [Ipv4Addr::new(10, 200, 0, 0)]) {
+        if ask(&sock, &mut query, id).is_some_and(|a| a == [db_ip(0)]) {
             break;
         }
         if Instant::now() > sync_deadline {
@@ -175,7 +90,7 @@ fn main() -> anyhow::Result<()> {
             println!("stopping after {} iterations: {TOTAL:?} budget used", k - 1);
             break;
         }
-        let new_ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + k as u32);
+        let new_ip = db_ip(k);
         let doc = slice("bench", "db", &[new_ip], true);
         let t0 = Instant::now();
         api.apply(doc).context("apply")?;
