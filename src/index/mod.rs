@@ -148,12 +148,18 @@ impl ClusterHandle {
 
     /// Publishes a snapshot under `serial` when the source dictates one (a
     /// transferred zone keeps its primary's), else the zone's next serial,
-    /// and journals what changed since the last one.
+    /// and, when the zone is transferred out, journals what changed since
+    /// the last one (the journal holds old Service records alive, up to
+    /// `JOURNAL_WEIGHT`: nothing reads it without `transfer:`).
     pub fn publish_at(&self, mut snap: Arc<Snapshot>, serial: Option<u32>) {
         // Serial, journal and snapshot change together for readers that
         // hold the zone consistent (`ZoneJournal::consistent`).
         let _publishing = self.journal.publishing();
-        let old = self.snapshot.load_full();
+        let old = if self.spec.transfer {
+            self.snapshot.load_full()
+        } else {
+            None
+        };
         let serial = self.journal.record(old.as_deref(), &snap, serial);
         match Arc::get_mut(&mut snap) {
             Some(s) => s.serial = serial,
@@ -172,7 +178,47 @@ impl ClusterHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{PodsMode, ServiceAddress};
+    use std::collections::HashSet;
     use std::time::Duration;
+
+    /// A zone's publishes, one namespace added each, and whether the
+    /// journal then leads from the first serial to the last.
+    fn journals_with(transfer: bool) -> bool {
+        let handle = ClusterHandle::new(ClusterSpec {
+            name: "c".into(),
+            zone: WireName::parse("cluster.c").expect("zone"),
+            ttl: 5,
+            namespaces: Vec::new(),
+            service_address: ServiceAddress::ClusterIp,
+            pods: PodsMode::Disabled,
+            endpoint_pod_names: false,
+            clusterset: None,
+            transfer,
+        });
+        handle.publish(Arc::new(Snapshot::default()));
+        let first = handle.journal.serial();
+        for ns in ["a", "b"] {
+            let mut next = Snapshot::clone(&handle.snapshot().expect("published"));
+            let mut set = HashSet::clone(&next.namespaces);
+            set.insert(Box::from(ns.as_bytes()));
+            next.namespaces = Arc::new(set);
+            handle.publish(Arc::new(next));
+        }
+        assert!(
+            serial_gt(handle.journal.serial(), first),
+            "serials rise either way"
+        );
+        handle.journal.since(first).is_some_and(|e| e.len() == 2)
+    }
+
+    #[test]
+    fn only_a_zone_transferred_out_journals_its_changes() {
+        assert!(journals_with(true));
+        // Without `transfer:` nothing reads the journal, and it would hold
+        // old Service records alive up to JOURNAL_WEIGHT.
+        assert!(!journals_with(false));
+    }
 
     #[test]
     fn a_failed_probe_dates_the_failure_from_its_send_not_from_the_last_success() {
