@@ -4,6 +4,8 @@
 //! the allocations of this thread around `Engine::respond`.
 #![allow(unsafe_code)] // a counting global allocator needs `unsafe impl GlobalAlloc`
 
+mod answers_support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -13,8 +15,8 @@ use crossdns::answer::{Engine, Transport};
 use crossdns::config::Settings;
 use crossdns::index::{Change, ClusterHandle, ClusterSpec, ClusterStore};
 use crossdns::zones::ZoneTable;
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
 
 struct Counting;
 
@@ -50,35 +52,6 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-const MANIFESTS: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: shop}
-spec:
-  clusterIP: 10.96.0.10
-  ports: [{name: http, port: 80, protocol: TCP}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: db, namespace: shop}
-spec:
-  clusterIP: None
-  ports: [{name: grpc, port: 26257, protocol: TCP}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: db-x, namespace: shop, labels: {kubernetes.io/service-name: db}}
-addressType: IPv4
-ports: [{name: grpc, port: 26257, protocol: TCP}]
-endpoints:
-  - {addresses: [10.0.1.10], hostname: db-0, conditions: {ready: true}}
-  - {addresses: [10.0.1.11], hostname: db-1, conditions: {ready: true}}
-"#;
-
 fn engine(dir: &std::path::Path) -> Engine {
     std::fs::create_dir_all(dir.join("m")).expect("mkdir");
     let yaml = "dns: {advertise: [10.0.0.53]}\n\
@@ -87,17 +60,10 @@ fn engine(dir: &std::path::Path) -> Engine {
     let spec = ClusterSpec::all(&settings).remove(0);
     let handle = Arc::new(ClusterHandle::new(spec.clone()));
     let mut store = ClusterStore::new(Arc::new(spec));
-    let parsed = crossdns::watch::parse_documents(MANIFESTS).expect("manifests");
+    let parsed = crossdns::watch::parse_documents(answers_support::ALPHA).expect("manifests");
     store.apply(Change::ResetSource("m".into(), parsed.objects));
     handle.publish(store.publish(1));
     Engine::new(&settings, &ZoneTable::new(&settings), &[handle])
-}
-
-fn query(name: &str, qtype: RecordType) -> Vec<u8> {
-    let mut m = Message::new(1, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(Name::from_ascii(name).expect("name"), qtype));
-    m.set_edns(Edns::new());
-    m.to_vec().expect("encode")
 }
 
 #[test]
@@ -158,7 +124,7 @@ fn cluster_zone_answers_allocate_nothing() {
     ];
     let mut out = Vec::with_capacity(4096);
     for (name, qtype, rcode) in cases {
-        let packet = query(name, qtype);
+        let packet = answers_support::query(name, qtype, Some(1232));
         // Once outside the count: the reply is right, and `out` has grown.
         engine
             .respond(&packet, client, Transport::Udp, &mut out)
