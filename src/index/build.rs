@@ -14,7 +14,7 @@ use super::meta::ServiceMeta;
 use super::rrset::{Node, RrsetBuilder};
 use super::sharded::Hasher;
 use super::snapshot::{ClustersetRecords, ServiceRecords, SrvTable};
-use super::{ClusterSpec, EndpointSlice, LbIngress, Protocol, Service, ServiceKind};
+use super::{ClusterSpec, EndpointSlice, Protocol, Service, ServiceKind};
 use crate::config::{ClustersetPolicy, ServiceAddress};
 use crate::dnsname::WireName;
 use crate::grammar;
@@ -202,22 +202,10 @@ fn vip_answer(
             (set.into_iter().collect(), None)
         }
         ServiceAddress::LoadBalancer => {
-            let ips: Vec<IpAddr> = svc
-                .lb_ingress
-                .iter()
-                .filter_map(|i| match i {
-                    LbIngress::Ip(ip) => Some(*ip),
-                    LbIngress::Hostname(_) => None,
-                })
-                .collect();
+            let ips: Vec<IpAddr> = svc.lb_ips().collect();
             // Only one CNAME may exist at a name (RFC 2181 §10.1), and never
             // beside addresses: IPs win, then the first hostname.
-            let cname = ips.is_empty().then(|| {
-                svc.lb_ingress.iter().find_map(|i| match i {
-                    LbIngress::Hostname(h) => Some(h.clone()),
-                    LbIngress::Ip(_) => None,
-                })
-            });
+            let cname = ips.is_empty().then(|| svc.lb_hostname().cloned());
             (ips, cname.flatten())
         }
     }

@@ -41,7 +41,7 @@ use super::build::{
     annotation, parse_policy, parse_weights,
 };
 use super::rrset::{Node, RrsetBuilder};
-use super::{EndpointSlice, LbIngress, Service, ServiceKind};
+use super::{EndpointSlice, Service, ServiceKind};
 use crate::config::ClustersetPolicy;
 use crate::dnsname::WireName;
 
@@ -110,18 +110,8 @@ impl ServiceMeta {
             }
         }
         others.retain(|ip| !published.contains(ip));
-        let lb = svc
-            .lb_ingress
-            .iter()
-            .filter_map(|i| match i {
-                LbIngress::Ip(ip) => Some(*ip),
-                LbIngress::Hostname(_) => None,
-            })
-            .collect();
-        let lb_host = svc.lb_ingress.iter().find_map(|i| match i {
-            LbIngress::Hostname(h) => Some(h.clone()),
-            LbIngress::Ip(_) => None,
-        });
+        let lb = svc.lb_ips().collect();
+        let lb_host = svc.lb_hostname().cloned();
         let raw = |k: &str| annotation(svc, k).map(str::to_owned);
         let mut meta = Self {
             exported,
@@ -305,7 +295,7 @@ pub fn namespace_marker(ttl: u32) -> Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{Endpoint, ObjKey};
+    use crate::index::{Endpoint, LbIngress, ObjKey};
 
     fn svc(kind: ServiceKind, annotations: &[(&str, &str)]) -> Service {
         Service {

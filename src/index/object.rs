@@ -115,6 +115,24 @@ pub struct Service {
     pub annotations: Box<[(Box<str>, Box<str>)]>,
 }
 
+impl Service {
+    /// The load-balancer ingress IPs, in status order.
+    pub fn lb_ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.lb_ingress.iter().filter_map(|i| match i {
+            LbIngress::Ip(ip) => Some(*ip),
+            LbIngress::Hostname(_) => None,
+        })
+    }
+
+    /// The first load-balancer ingress hostname.
+    pub fn lb_hostname(&self) -> Option<&WireName> {
+        self.lb_ingress.iter().find_map(|i| match i {
+            LbIngress::Hostname(h) => Some(h),
+            LbIngress::Ip(_) => None,
+        })
+    }
+}
+
 /// One endpoint of an EndpointSlice, cut to what DNS needs. An index holds
 /// hundreds of thousands of these (40 bytes each), so the first address is
 /// inline; the EndpointSlice controller always writes exactly one, and any
