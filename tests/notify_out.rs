@@ -141,6 +141,6 @@ async fn under_churn_notifies_are_spaced_and_the_last_carries_the_final_serial()
         "{} NOTIFYs for 100 changes in {churned:?}; the final serial {:?} after the last change",
         during.len(),
         log.last()
-            .map(|(t, _)| t.saturating_duration_since(churn) - churned)
+            .map(|(t, _)| t.saturating_duration_since(churn).saturating_sub(churned))
     );
 }
