@@ -94,6 +94,8 @@ const TABLE: &[Row] = &[
         NoError,
         &["PTR web.shop.svc.cluster.alpha."],
     ),
+    // An octet has no leading zero (nor a sign: src/grammar/tests.rs).
+    row("010.0.96.10.in-addr.arpa.", PTR, NXDomain, &[]),
     // §2.4 headless: ready endpoints only; host names; SRV per endpoint.
     row(
         "db.shop.svc.cluster.alpha.",

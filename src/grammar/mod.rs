@@ -360,12 +360,20 @@ pub fn parse_reverse(family: Family, name: &QName, k: usize) -> ReverseName {
     })
 }
 
-/// A decimal octet as `in-addr.arpa` writes it: no leading zeros.
+/// A decimal octet as `in-addr.arpa` writes it: digits only (no sign), no
+/// leading zeros.
 fn octet(label: &[u8]) -> Option<u8> {
     if label.is_empty() || label.len() > 3 || (label.len() > 1 && label[0] == b'0') {
         return None;
     }
-    std::str::from_utf8(label).ok()?.parse().ok()
+    let mut value: u16 = 0;
+    for &c in label {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u16::from(c - b'0');
+    }
+    u8::try_from(value).ok()
 }
 
 /// One hex digit, as `ip6.arpa` writes each nibble.

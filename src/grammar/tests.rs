@@ -21,6 +21,16 @@ fn rel(name: &str, zone: &str) -> (QName, usize) {
     (q, k)
 }
 
+/// As `rel`, for labels a hostname cannot hold but a query can.
+fn rel_raw(name: &str, zone: &str) -> (QName, usize) {
+    let mut q = QName::new();
+    for label in name.split('.') {
+        assert!(q.push_label(label.as_bytes()), "label {label}");
+    }
+    let k = q.label_count() - zone.split('.').count();
+    (q, k)
+}
+
 fn svc<'a>(key: &'a [u8], name: &'a [u8], ns: &'a [u8]) -> ServiceRef<'a> {
     ServiceRef {
         key,
@@ -224,6 +234,10 @@ fn reverse_names_parse_addresses_and_the_names_above_them() {
         v4("10.0.96.10.in-addr.arpa"),
         ReverseName::Address(ip("10.96.0.10"))
     );
+    assert_eq!(
+        v4("255.0.199.9.in-addr.arpa"),
+        ReverseName::Address(ip("9.199.0.255"))
+    );
     for bad in [
         "256.in-addr.arpa",
         "01.10.in-addr.arpa",
@@ -232,6 +246,20 @@ fn reverse_names_parse_addresses_and_the_names_above_them() {
         "-1.2.3.4.in-addr.arpa",
     ] {
         assert_eq!(v4(bad), ReverseName::Nonexistent, "{bad}");
+    }
+    // A sign, a space or a byte past ASCII is no octet.
+    for bad in [
+        "+1.2.3.4.in-addr.arpa",
+        "1.2.3.+4.in-addr.arpa",
+        " 1.2.3.4.in-addr.arpa",
+        "1\u{e9}.2.3.4.in-addr.arpa",
+    ] {
+        let (q, k) = rel_raw(bad, "in-addr.arpa");
+        assert_eq!(
+            parse_reverse(Family::V4, &q, k),
+            ReverseName::Nonexistent,
+            "{bad}"
+        );
     }
     let v6 = |name: &str| {
         let (q, k) = rel(name, "ip6.arpa");
