@@ -6,7 +6,9 @@
 //! Finished messages go to a sink, so a transfer of any size holds one
 //! message at a time.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashMap;
 
 use crate::dnsname::WireName;
 use crate::index::Rrset;
@@ -62,8 +64,10 @@ pub struct Messages<'q, S: Sink> {
     sink: S,
     buf: Vec<u8>,
     count: u16,
-    /// Wire suffix → offset in `buf`, for owner compression.
-    names: HashMap<Box<[u8]>, u16>,
+    /// Owner compression: the hash of a wire suffix → its offset in `buf`
+    /// (checked against the bytes there before it is used, so a hash
+    /// collision costs a longer name, never a wrong one).
+    names: HashMap<u64, u16, Hasher>,
     sent: Sent,
     /// The sink refused a message: the rest is dropped.
     closed: bool,
@@ -96,7 +100,7 @@ impl<'q, S: Sink> Messages<'q, S> {
             sink,
             buf: Vec::with_capacity(MESSAGE_LIMIT + TRAILER_ROOM),
             count: 0,
-            names: HashMap::new(),
+            names: HashMap::with_hasher(Hasher::default()),
             sent: Sent::default(),
             closed: false,
             now,
@@ -155,28 +159,36 @@ impl<'q, S: Sink> Messages<'q, S> {
     /// its suffixes already in this message.
     fn owner(&mut self, name: &[u8]) {
         let mut starts = [0usize; 128];
+        let mut hashes = [0u64; 128];
         let mut n = 0;
+        let mut hit = None;
         let mut at = 0;
+        // A wire name of at most 255 octets has fewer than 128 labels.
         while at < name.len() && n < starts.len() {
+            let hash = Hasher::default().hash_one(&name[at..]);
+            if let Some(&pointer) = self.names.get(&hash)
+                && same_name(&self.buf, usize::from(pointer), &name[at..])
+            {
+                hit = Some(pointer);
+                break;
+            }
             starts[n] = at;
+            hashes[n] = hash;
             n += 1;
             at += 1 + usize::from(name[at]);
         }
-        let hit = (0..n).find_map(|i| self.names.get(&name[starts[i]..]).map(|p| (i, *p)));
-        let (written, prefix_end) = match hit {
-            Some((i, _)) => (i, starts[i]),
-            None => (n, name.len()),
-        };
+        if hit.is_none() {
+            at = name.len();
+        }
         let base = self.buf.len();
-        for &start in &starts[..written] {
-            if base + start <= 0x3FFF {
-                self.names
-                    .insert(name[start..].into(), (base + start) as u16);
+        for i in 0..n {
+            if base + starts[i] <= 0x3FFF {
+                self.names.insert(hashes[i], (base + starts[i]) as u16);
             }
         }
-        self.buf.extend_from_slice(&name[..prefix_end]);
+        self.buf.extend_from_slice(&name[..at]);
         match hit {
-            Some((_, pointer)) => self
+            Some(pointer) => self
                 .buf
                 .extend_from_slice(&(0xC000 | pointer).to_be_bytes()),
             None => self.buf.push(0),
@@ -206,6 +218,42 @@ impl<'q, S: Sink> Messages<'q, S> {
             self.flush();
         }
         self.sent
+    }
+}
+
+/// Hashes wire suffixes for owner compression: the same seed in every
+/// message, so a suffix hashes alike wherever it was written.
+type Hasher = foldhash::fast::FixedState;
+
+/// Whether the name written at `at` in `msg` (labels, then the root or a
+/// pointer to an earlier name) is `suffix` followed by the root.
+fn same_name(msg: &[u8], mut at: usize, mut suffix: &[u8]) -> bool {
+    loop {
+        let Some(&len) = msg.get(at) else {
+            return false;
+        };
+        if len & 0xC0 == 0xC0 {
+            let Some(&low) = msg.get(at + 1) else {
+                return false;
+            };
+            let to = usize::from(len & 0x3F) << 8 | usize::from(low);
+            // Pointers written here always point back.
+            if to >= at {
+                return false;
+            }
+            at = to;
+            continue;
+        }
+        if len == 0 {
+            return suffix.is_empty();
+        }
+        let label = 1 + usize::from(len);
+        match (msg.get(at..at + label), suffix.get(..label)) {
+            (Some(written), Some(wanted)) if written == wanted => {}
+            _ => return false,
+        }
+        suffix = &suffix[label..];
+        at += label;
     }
 }
 
@@ -335,6 +383,63 @@ mod tests {
         assert_eq!(names[4999], "web-4999.web.shop.svc.cluster.a.");
         // Compressed: about 8 bytes of owner per record, not 37.
         assert!(sent.bytes < 5000 * 32, "{sent:?}");
+    }
+
+    #[test]
+    fn a_written_name_is_read_back_through_its_pointers() {
+        // "shop.svc" at 12, then "web" + a pointer to it at 22.
+        let mut msg = vec![0u8; HEADER_LEN];
+        msg.extend_from_slice(b"\x04shop\x03svc\x00\x03web\xc0\x0c");
+        assert!(same_name(&msg, 12, b"\x04shop\x03svc"));
+        assert!(same_name(&msg, 22, b"\x03web\x04shop\x03svc"));
+        assert!(same_name(&msg, 17, b"\x03svc"));
+        assert!(!same_name(&msg, 22, b"\x03web\x04shop"));
+        assert!(!same_name(&msg, 22, b"\x03web\x04shop\x03svc\x01x"));
+        assert!(!same_name(&msg, 12, b"\x04shoq\x03svc"));
+        // A pointer forward (never written here) and bytes past the end.
+        let mut bad = vec![0u8; HEADER_LEN];
+        bad.extend_from_slice(b"\xc0\x0e\x00");
+        assert!(!same_name(&bad, 12, b""));
+        assert!(!same_name(&msg, msg.len(), b""));
+    }
+
+    #[test]
+    fn owners_compress_against_every_suffix_written_before() {
+        let mut out = Vec::new();
+        let question = b"\x01a\x00\x00\xfc\x00\x01";
+        let header = Header {
+            id: 1,
+            rd: false,
+            edns: false,
+        };
+        let mut m = Messages::new(
+            header,
+            question,
+            None,
+            |f: Vec<u8>| {
+                out.push(f);
+                true
+            },
+            0,
+        );
+        let set = a_set([10, 0, 0, 1], 1);
+        for name in ["web.shop.svc.a", "db.shop.svc.a", "web.shop.svc.a", "b"] {
+            m.rrset(&WireName::parse(name).expect("name"), &set);
+        }
+        m.finish();
+        let msg = &out[0][2..];
+        let parsed = Message::from_vec(msg).expect("hickory parses it");
+        let names: Vec<String> = parsed.answers.iter().map(|r| r.name.to_string()).collect();
+        assert_eq!(
+            names,
+            ["web.shop.svc.a.", "db.shop.svc.a.", "web.shop.svc.a.", "b."]
+        );
+        // Owners: 16 bytes in full, then "db" + pointer (5), a pointer (2),
+        // "b" in full (3); each record's tail is 14 bytes.
+        assert_eq!(
+            msg.len(),
+            HEADER_LEN + question.len() + 16 + 5 + 2 + 3 + 4 * 14
+        );
     }
 
     #[test]
