@@ -80,6 +80,23 @@ impl WireName {
         Ok(Self(out.into_boxed_slice()))
     }
 
+    /// The labels of `prefix_wire` (checked as `from_labels` checks them)
+    /// followed by `suffix`, built in one allocation.
+    pub fn prefixed(prefix_wire: &[u8], suffix: &WireName) -> Result<Self, NameError> {
+        let mut out = Vec::with_capacity(prefix_wire.len() + suffix.0.len());
+        for label in Labels::new(prefix_wire) {
+            push_label(&mut out, std::str::from_utf8(label).unwrap_or(""))?;
+        }
+        if out.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if out.len() + suffix.0.len() + 1 > MAX_NAME_WIRE {
+            return Err(NameError::TooLong);
+        }
+        out.extend_from_slice(&suffix.0);
+        Ok(Self(out.into_boxed_slice()))
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -374,6 +391,39 @@ mod tests {
         assert_eq!(
             WireName::parse(&"a".repeat(64)),
             Err(NameError::LabelTooLong)
+        );
+    }
+
+    #[test]
+    fn prefixed_checks_the_prefix_as_parse_does_and_joins_in_one_name() {
+        let svc = WireName::parse("web.shop.svc.cluster.a").expect("name");
+        let host = WireName::prefixed(b"\x05Web-0", &svc).expect("host");
+        assert_eq!(
+            host,
+            WireName::parse("web-0.web.shop.svc.cluster.a").expect("name")
+        );
+        let srv = WireName::prefixed(b"\x05_http\x04_tcp", &svc).expect("srv");
+        assert_eq!(srv.to_string(), "_http._tcp.web.shop.svc.cluster.a");
+        assert_eq!(WireName::prefixed(b"", &svc), Err(NameError::Empty));
+        assert_eq!(
+            WireName::prefixed(b"\x00", &svc),
+            Err(NameError::EmptyLabel)
+        );
+        assert_eq!(
+            WireName::prefixed(b"\x03a.b", &svc),
+            Err(NameError::BadChar('.'))
+        );
+        // 250 octets with the root: parses; six more do not fit.
+        let labels = [
+            "x".repeat(63),
+            "x".repeat(63),
+            "x".repeat(63),
+            "x".repeat(57),
+        ];
+        let long = WireName::parse(&labels.join(".")).expect("name");
+        assert_eq!(
+            WireName::prefixed(b"\x05web-0", &long),
+            Err(NameError::TooLong)
         );
     }
 

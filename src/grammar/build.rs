@@ -160,8 +160,5 @@ pub fn service_meta_name_of_key(zone: &WireName, key: &[u8]) -> Result<WireName,
 /// A name below `name` by one wire-form prefix (`host` labels or an SRV
 /// key's two labels).
 pub fn prefixed(prefix_wire: &[u8], name: &WireName) -> Result<WireName, NameError> {
-    let labels: Vec<&str> = crate::dnsname::Labels::new(prefix_wire)
-        .map(|l| std::str::from_utf8(l).unwrap_or(""))
-        .collect();
-    WireName::from_labels(labels)?.join(name)
+    WireName::prefixed(prefix_wire, name)
 }

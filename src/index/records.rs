@@ -35,11 +35,15 @@ pub fn service_records(
         node(f, &name, &svc.own);
         let mut hosts: Vec<_> = svc.hosts.iter().collect();
         hosts.sort_by(|a, b| a.0.cmp(b.0));
+        let mut wire = [0u8; 64];
         for (label, n) in hosts {
-            let mut wire = Vec::with_capacity(label.len() + 1);
-            wire.push(label.len() as u8);
-            wire.extend_from_slice(label);
-            if let Ok(owner) = grammar::prefixed(&wire, &name) {
+            // A host label is at most 63 octets; a longer one is no name.
+            let Some(slot) = wire.get_mut(1..=label.len()) else {
+                continue;
+            };
+            slot.copy_from_slice(label);
+            wire[0] = label.len() as u8;
+            if let Ok(owner) = grammar::prefixed(&wire[..=label.len()], &name) {
                 node(f, &owner, n);
             }
         }

@@ -158,35 +158,30 @@ impl<'q, S: Sink> Messages<'q, S> {
     /// Writes `name` (wire labels, no root), pointing at the longest of
     /// its suffixes already in this message.
     fn owner(&mut self, name: &[u8]) {
-        let mut starts = [0usize; 128];
-        let mut hashes = [0u64; 128];
-        let mut n = 0;
+        let hash = |suffix: &[u8]| Hasher::default().hash_one(suffix);
         let mut hit = None;
         let mut at = 0;
-        // A wire name of at most 255 octets has fewer than 128 labels.
-        while at < name.len() && n < starts.len() {
-            let hash = Hasher::default().hash_one(&name[at..]);
-            if let Some(&pointer) = self.names.get(&hash)
+        while at < name.len() {
+            if let Some(&pointer) = self.names.get(&hash(&name[at..]))
                 && same_name(&self.buf, usize::from(pointer), &name[at..])
             {
                 hit = Some(pointer);
                 break;
             }
-            starts[n] = at;
-            hashes[n] = hash;
-            n += 1;
             at += 1 + usize::from(name[at]);
         }
-        if hit.is_none() {
-            at = name.len();
-        }
+        // The suffixes written in full are the ones later names can point
+        // at (hashed again: cheaper than keeping them, for the one or two
+        // labels a name usually adds).
         let base = self.buf.len();
-        for i in 0..n {
-            if base + starts[i] <= 0x3FFF {
-                self.names.insert(hashes[i], (base + starts[i]) as u16);
-            }
+        let mut start = 0;
+        while start < at && base + start <= 0x3FFF {
+            self.names
+                .insert(hash(&name[start..]), (base + start) as u16);
+            start += 1 + usize::from(name[start]);
         }
-        self.buf.extend_from_slice(&name[..at]);
+        let written = at.min(name.len());
+        self.buf.extend_from_slice(&name[..written]);
         match hit {
             Some(pointer) => self
                 .buf
