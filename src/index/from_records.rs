@@ -175,10 +175,10 @@ impl TransferredZone {
             .filter(|k| !groups.contains_key(k))
             .collect();
         for key in gone {
-            *self.group_mut(&key) = Group::default();
+            self.set_group(key, Group::default());
         }
         for (key, group) in groups {
-            *self.group_mut(&key) = group;
+            self.set_group(key, group);
         }
         for ip in self.pods.keys().chain(pods.keys()) {
             if self.pods.get(ip) != pods.get(ip) {
@@ -342,6 +342,25 @@ impl TransferredZone {
         match self.work.get_mut(key) {
             Some((_, now)) => now,
             None => unreachable!("inserted above"),
+        }
+    }
+
+    /// Sets the group `key` to `group` (a whole transfer's): kept for the
+    /// next publish only when it differs from the published one, so a
+    /// whole transfer holds no second copy of what did not change.
+    fn set_group(&mut self, key: Box<[u8]>, group: Group) {
+        if let Some((_, now)) = self.work.get_mut(&key) {
+            *now = group;
+            return;
+        }
+        let published = self
+            .next
+            .services
+            .get(&key)
+            .map(|s| decode_group(s))
+            .unwrap_or_default();
+        if published != group {
+            self.work.insert(key, (published, group));
         }
     }
 

@@ -327,8 +327,8 @@ fn a_plain_zone_file_joins_the_clusterset_from_its_records_and_skips_other_names
     assert!(cs.ready);
     let data = |n: &Node| {
         decode_node(n)
-            .into_values()
-            .map(|s| s.data)
+            .values()
+            .map(|s| s.data.clone())
             .collect::<Vec<_>>()
     };
     assert_eq!(data(&cs.addrs), data(&web.own));
