@@ -45,6 +45,7 @@ REGIONS=(1 2 3)
 PODS=3              # etcd replicas per region: 9 members, so losing a region keeps quorum
 DELAY_MS=10         # one way per WAN crossing: 20 ms round trip between regions
 STALE_AFTER_S=5     # clusterset.stale_after
+POLL_S=1            # site mode: the primary: sources' SOA check interval (poll)
 MOVE_REGION=2       # the pod that moves: etcd-1 of region 2
 MOVE_INDEX=1
 CUT_REGION=3        # the region cut off from the WAN

@@ -154,7 +154,7 @@ EOF
     primary:
       servers: ["tls://10.200.$s.${XDNS_OCTET[a]}:853#xdns.region$s", "tls://10.200.$s.${XDNS_OCTET[b]}:853#xdns.region$s"]
       key: sites
-      poll: 1s
+      poll: ${POLL_S}s
       tls_ca: $TLS/ca.crt
 EOF
     else

@@ -215,6 +215,10 @@ impl Follower {
             if self.applied.get(key) == Some(obj) {
                 continue;
             }
+            // Logged before the apply: watchers hear of it as it applies,
+            // and may act before a line logged after it (examples/regions
+            // dates crossdns's publish from this line).
+            tracing::info!(object = %key, "applying");
             match server.apply(obj.clone()) {
                 Ok(rv) => {
                     tracing::info!(object = %key, rv, "applied");
