@@ -31,18 +31,13 @@ fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; ignore arguments.
     let iterations = env_usize("PROP_ITERATIONS", 200).clamp(1, 10_000);
     let background = env_usize("PROP_SERVICES", 1_000).min(50_000) as u32;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let prop_support::Bench {
+        rt,
+        api,
+        dir: _dir,
+        kubeconfig,
+    } = prop_support::start(background)?;
     let _guard = rt.enter();
-
-    let api = rt.block_on(fake_apiserver::FakeApiServer::start())?;
-    prop_support::load(&api, background)?;
-
-    let dir = tempfile::tempdir()?;
-    let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig, "ctx")?;
     let yaml = format!(
         "dns:\n  listen: [\"127.0.0.1:0\"]\nallow: [\"127.0.0.0/8\"]\nclusters:\n  - name: bench\n    zone: {ZONE}\n    kubeconfig: {}\n    context: ctx\n",
         kubeconfig.display()

@@ -109,20 +109,14 @@ fn main() -> anyhow::Result<()> {
     let iterations = env_usize("PROP_ITERATIONS", 200).clamp(1, 10_000);
     let background = env_usize("PROP_SERVICES", 1_000).min(50_000) as u32;
     let gap = Duration::from_millis(env_usize("PROP_GAP_MS", 250) as u64);
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let prop_support::Bench {
+        rt,
+        api,
+        dir,
+        kubeconfig,
+    } = prop_support::start(background)?;
     let _guard = rt.enter();
-
-    let api = rt.block_on(fake_apiserver::FakeApiServer::start())?;
-    prop_support::load(&api, background)?;
-
-    let dir = tempfile::tempdir()?;
-    let d = dir.path().to_path_buf();
-    let d = d.as_path();
-    let kubeconfig = d.join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig, "ctx")?;
+    let d = dir.path();
     let key = d.join("bench.key");
     std::fs::write(
         &key,

@@ -163,7 +163,7 @@ fn table(spec2: &ClusterSpec, snap1: &Snapshot, snap2: &Snapshot) -> Vec<(String
             let fqdn = crossdns::grammar::service_name_of_key(&zone, key).expect("name");
             names.push(format!("{fqdn}."));
             for (srv, _) in svc.srv.iter() {
-                let srv = crossdns::grammar::prefixed(srv, &fqdn).expect("srv");
+                let srv = WireName::prefixed(srv, &fqdn).expect("srv");
                 names.push(format!("{srv}."));
             }
             for host in svc.hosts.keys() {

@@ -1,6 +1,6 @@
 //! Shared by the propagation benches (`propagation`, `propagation_xfr`):
-//! the objects a test apiserver is loaded with, one A query over UDP, and
-//! percentiles.
+//! their start (a runtime and a loaded test apiserver with a kubeconfig),
+//! the objects it is loaded with, one A query over UDP, and percentiles.
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, UdpSocket};
@@ -55,6 +55,39 @@ pub fn slice(ns: &str, svc: &str, ips: &[Ipv4Addr], hostnames: bool) -> Value {
         "addressType": "IPv4",
         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
         "endpoints": endpoints
+    })
+}
+
+/// What both benches start from.
+pub struct Bench {
+    pub rt: tokio::runtime::Runtime,
+    pub api: fake_apiserver::FakeApiServer,
+    /// Holds the kubeconfig and whatever else a bench writes.
+    pub dir: tempfile::TempDir,
+    /// The test apiserver's kubeconfig, context `ctx`.
+    pub kubeconfig: std::path::PathBuf,
+}
+
+/// A runtime and a test apiserver `load`ed with `background` Services.
+pub fn start(background: u32) -> anyhow::Result<Bench> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (api, dir, kubeconfig) = {
+        let _guard = rt.enter();
+        let api = rt.block_on(fake_apiserver::FakeApiServer::start())?;
+        load(&api, background)?;
+        let dir = tempfile::tempdir()?;
+        let kubeconfig = dir.path().join("kubeconfig");
+        api.write_kubeconfig(&kubeconfig, "ctx")?;
+        (api, dir, kubeconfig)
+    };
+    Ok(Bench {
+        rt,
+        api,
+        dir,
+        kubeconfig,
     })
 }
 

@@ -156,9 +156,3 @@ pub fn service_meta_name_of_key(zone: &WireName, key: &[u8]) -> Result<WireName,
         _ => Err(NameError::Empty),
     }
 }
-
-/// A name below `name` by one wire-form prefix (`host` labels or an SRV
-/// key's two labels).
-pub fn prefixed(prefix_wire: &[u8], name: &WireName) -> Result<WireName, NameError> {
-    WireName::prefixed(prefix_wire, name)
-}

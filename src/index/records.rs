@@ -43,12 +43,12 @@ pub fn service_records(
             };
             slot.copy_from_slice(label);
             wire[0] = label.len() as u8;
-            if let Ok(owner) = grammar::prefixed(&wire[..=label.len()], &name) {
+            if let Ok(owner) = WireName::prefixed(&wire[..=label.len()], &name) {
                 node(f, &owner, n);
             }
         }
         for (srv_key, n) in svc.srv.iter() {
-            if let Ok(owner) = grammar::prefixed(srv_key, &name) {
+            if let Ok(owner) = WireName::prefixed(srv_key, &name) {
                 node(f, &owner, n);
             }
         }
